@@ -1,0 +1,238 @@
+// Package catalog holds Strom's metadata model and the Store interface that
+// keeps it: databases, tables and their schema versions, per-bucket leader
+// leases with fencing epochs, the index of committed segment objects, KV
+// snapshot records and tiered offsets.
+//
+// Two implementations exist: catalog/postgres (the shared catalog of a
+// deployment) and catalog/embedded (one process, on local disk, for
+// `strom server` with defaults). Both pass the acceptance suite in
+// catalog/catalogtest.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them with context (fmt.Errorf("%w"));
+// callers classify with errors.Is.
+var (
+	// ErrNotFound: the named database, table, bucket or snapshot does not exist.
+	ErrNotFound = errors.New("catalog: not found")
+	// ErrAlreadyExists: a database or table of that name exists.
+	ErrAlreadyExists = errors.New("catalog: already exists")
+	// ErrInvalid: the request is malformed; the error is a *ValidationError
+	// naming the field.
+	ErrInvalid = errors.New("catalog: invalid")
+	// ErrNotEmpty: a database still holds tables.
+	ErrNotEmpty = errors.New("catalog: not empty")
+	// ErrLeaseHeld: another holder has an unexpired lease on the bucket.
+	ErrLeaseHeld = errors.New("catalog: lease held by another holder")
+	// ErrFenced: the caller's epoch is no longer the bucket's current epoch;
+	// it must stop acting as the bucket's leader.
+	ErrFenced = errors.New("catalog: fenced: epoch is not current")
+	// ErrOffsetGap: a segment range does not start at the bucket's next offset.
+	ErrOffsetGap = errors.New("catalog: offsets not contiguous")
+	// ErrUnavailable: the catalog's backing store cannot be reached; the call
+	// may be retried.
+	ErrUnavailable = errors.New("catalog: unavailable")
+)
+
+// Store keeps Strom's metadata. Every method is safe for concurrent use, and
+// every mutating method is atomic: it applies entirely or not at all.
+type Store interface {
+	// CreateDatabase creates an empty database. ErrInvalid for a bad name,
+	// ErrAlreadyExists if it exists.
+	CreateDatabase(ctx context.Context, name string) (Database, error)
+	// GetDatabase returns one database or ErrNotFound.
+	GetDatabase(ctx context.Context, name string) (Database, error)
+	// ListDatabases returns all databases ordered by name.
+	ListDatabases(ctx context.Context) ([]Database, error)
+	// DropDatabase removes a database. It fails with ErrNotEmpty while the
+	// database holds tables, unless cascade is set, which drops them too.
+	DropDatabase(ctx context.Context, name string, cascade bool) error
+
+	// CreateTable validates spec (ErrInvalid naming the field), then creates
+	// the table at schema version 1 with one bucket row per bucket of the
+	// default (empty) partition.
+	CreateTable(ctx context.Context, spec TableSpec) (Table, error)
+	// GetTable returns the table with its newest schema, or ErrNotFound.
+	GetTable(ctx context.Context, database, name string) (Table, error)
+	// GetTableByID returns a table by its id, or ErrNotFound.
+	GetTableByID(ctx context.Context, id int64) (Table, error)
+	// ListTables returns the tables of a database ordered by name;
+	// ErrNotFound if the database does not exist.
+	ListTables(ctx context.Context, database string) ([]Table, error)
+	// DropTable removes a table with its buckets, segment index, snapshots and
+	// tiered offsets. Objects in the object store are left to the janitor.
+	DropTable(ctx context.Context, database, name string) error
+	// AddColumns appends nullable columns, creating a new schema version.
+	AddColumns(ctx context.Context, database, name string, columns []Column) (Table, error)
+	// SchemaVersions returns every schema version of a table, oldest first.
+	SchemaVersions(ctx context.Context, tableID int64) ([]SchemaVersion, error)
+
+	// ListBuckets returns the bucket rows of a table (every partition),
+	// ordered by partition then bucket.
+	ListBuckets(ctx context.Context, tableID int64) ([]BucketState, error)
+	// AcquireLease makes holder the bucket's leader for ttl. It succeeds when
+	// the bucket has no leader, the lease has expired, or holder already
+	// holds it. The epoch increases whenever leadership is granted anew (not
+	// on re-acquisition by the unexpired holder), so every earlier leader is
+	// fenced. A bucket row of a new partition is created on first
+	// acquisition. ErrLeaseHeld while another holder's lease is unexpired.
+	// Expiry is judged by the store's clock, not the caller's.
+	AcquireLease(ctx context.Context, b BucketID, holder string, ttl time.Duration) (Lease, error)
+	// RenewLease extends a lease by ttl from now. ErrFenced if the bucket's
+	// epoch or holder changed, even if the lease had expired meanwhile.
+	RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
+	// ReleaseLease gives the bucket up so another holder can take it at once.
+	// ErrFenced if l is no longer current.
+	ReleaseLease(ctx context.Context, l Lease) error
+
+	// CommitSegment registers one segment object and all its per-bucket
+	// ranges in one transaction. Each range must carry its bucket's current
+	// epoch (else ErrFenced) and start at the bucket's next offset (else
+	// ErrOffsetGap); on success each bucket's next offset moves to the range's
+	// end. Nothing is registered when any range fails.
+	CommitSegment(ctx context.Context, seg Segment) error
+	// ListSegments returns the committed ranges of a bucket whose offsets end
+	// after from, ordered by offset, at most limit of them (0: no limit).
+	ListSegments(ctx context.Context, b BucketID, from int64, limit int) ([]SegmentRange, error)
+
+	// PutKVSnapshot records a KV snapshot of a primary-key bucket; the epoch
+	// must be current (else ErrFenced). The snapshot gets the next id.
+	PutKVSnapshot(ctx context.Context, s KVSnapshot) (KVSnapshot, error)
+	// ListKVSnapshots returns a bucket's snapshots, newest first.
+	ListKVSnapshots(ctx context.Context, b BucketID) ([]KVSnapshot, error)
+	// DeleteKVSnapshot removes one snapshot record; ErrNotFound if absent.
+	DeleteKVSnapshot(ctx context.Context, b BucketID, id int64) error
+
+	// SetTieredOffsets records, in one transaction, up to which offset each
+	// bucket has been tiered into the lake and by which lake snapshot.
+	// Offsets never move backwards: a lower offset than recorded is ignored.
+	SetTieredOffsets(ctx context.Context, offsets []TieredOffset) error
+	// TieredOffsets returns the tiered offsets of every bucket of a table.
+	TieredOffsets(ctx context.Context, tableID int64) ([]TieredOffset, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Database is a namespace of tables.
+type Database struct {
+	Name      string
+	CreatedAt time.Time
+}
+
+// Column is one typed column of a table schema.
+type Column struct {
+	Name     string
+	Type     Type
+	Nullable bool
+}
+
+// Schema is the ordered columns of a table and its primary key (empty for a
+// log table).
+type Schema struct {
+	Columns    []Column
+	PrimaryKey []string
+}
+
+// TableSpec is what a user asks for when creating a table.
+type TableSpec struct {
+	Database     string
+	Name         string
+	Schema       Schema
+	Buckets      int32
+	BucketKey    []string
+	PartitionKey string
+	Properties   map[string]string
+}
+
+// Table is a created table at its newest schema version.
+type Table struct {
+	ID            int64
+	TableSpec     // as created, with Schema at SchemaVersion
+	SchemaVersion int32
+	CreatedAt     time.Time
+}
+
+// IsPrimaryKey reports whether the table is a primary-key table.
+func (t Table) IsPrimaryKey() bool { return len(t.Schema.PrimaryKey) > 0 }
+
+// SchemaVersion is one version of a table's schema.
+type SchemaVersion struct {
+	Version   int32
+	Schema    Schema
+	CreatedAt time.Time
+}
+
+// BucketID names one bucket of one partition of a table. Partition is ""
+// for a table without a partition column.
+type BucketID struct {
+	TableID   int64
+	Partition string
+	Bucket    int32
+}
+
+// BucketState is a bucket's catalog row.
+type BucketState struct {
+	BucketID
+	Leader      string // "" when no lease was ever granted or it was released
+	Epoch       int64  // 0 before the first lease
+	LeaseExpiry time.Time
+	NextOffset  int64 // offset of the next record to commit
+}
+
+// Lease is a granted bucket leadership. Epoch fences every earlier leader.
+type Lease struct {
+	Bucket BucketID
+	Holder string
+	Epoch  int64
+	Expiry time.Time
+}
+
+// Segment is one segment object: the object key and the per-bucket ranges it
+// holds.
+type Segment struct {
+	ObjectKey string
+	Size      int64
+	Ranges    []SegmentRange
+}
+
+// SegmentRange is the part of a segment object that holds one bucket's
+// records [BaseOffset, EndOffset).
+type SegmentRange struct {
+	Bucket       BucketID
+	Epoch        int64 // the committing leader's epoch
+	ObjectKey    string
+	BaseOffset   int64
+	EndOffset    int64 // exclusive
+	ByteOffset   int64 // start of the bucket's bytes in the object
+	ByteLength   int64
+	RowCount     int64
+	MinTimestamp time.Time
+	MaxTimestamp time.Time
+	CommittedAt  time.Time // set by the store
+}
+
+// KVSnapshot records a snapshot of a primary-key bucket's KV state covering
+// the changelog up to (excluding) LogOffset.
+type KVSnapshot struct {
+	Bucket    BucketID
+	ID        int64 // assigned by PutKVSnapshot
+	Epoch     int64
+	LogOffset int64
+	Files     []string // object keys of the snapshot's files (SSTs, manifest)
+	CreatedAt time.Time
+}
+
+// TieredOffset records that a bucket's records before Offset are in the lake
+// as of lake snapshot LakeSnapshotID.
+type TieredOffset struct {
+	Bucket         BucketID
+	Offset         int64
+	LakeSnapshotID int64
+	UpdatedAt      time.Time
+}
