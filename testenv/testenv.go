@@ -87,3 +87,14 @@ func lookBinary(name string, dirs ...string) (string, error) {
 	}
 	return p, nil
 }
+
+// Binary returns the path of a pinned tool installed by `make tools` (in
+// CacheBinDir or on PATH), failing the test when it is missing.
+func Binary(tb testing.TB, name string) string {
+	tb.Helper()
+	p, err := lookBinary(name, CacheBinDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,798 @@
+// Package postgres implements catalog.Store on PostgreSQL with pgx. It is
+// the shared catalog of a Strom deployment: every frontend and tiering
+// process opens its own Store onto the same database.
+//
+// Open applies the embedded schema migrations (tern) before returning, under
+// tern's advisory lock, so concurrent Opens are safe. Lease expiry is judged
+// by the database clock (now()), never by the caller's. CommitSegment runs in
+// one transaction that locks the affected bucket rows in (table, partition,
+// bucket) order and notifies channel "strom_commits" with the table id.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/strom-io/strom/catalog"
+)
+
+// NotifyChannel is the channel CommitSegment notifies, with the committed
+// table's id in decimal as the payload, once per table per commit.
+const NotifyChannel = "strom_commits"
+
+// VersionTable is the table in which tern records the applied schema
+// version.
+const VersionTable = "strom_schema_version"
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Store is a catalog.Store on PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ catalog.Store = (*Store)(nil)
+
+// Option configures Open.
+type Option func(*pgxpool.Config)
+
+// WithMaxConns caps the connection pool at n connections (pgxpool's default
+// is max(4, GOMAXPROCS)).
+func WithMaxConns(n int32) Option {
+	return func(c *pgxpool.Config) { c.MaxConns = n }
+}
+
+// Open connects to the PostgreSQL database at dsn (a URL or key=value
+// connection string), applies every pending schema migration and returns the
+// store. Connection failures are ErrUnavailable.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("catalog/postgres: parse dsn: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, mapErr("connect", err)
+	}
+	if err := migrateSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// migrateSchema applies the embedded migrations with tern.
+func migrateSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return mapErr("migrate: connect", err)
+	}
+	defer conn.Release()
+	m, err := migrate.NewMigrator(ctx, conn.Conn(), VersionTable)
+	if err != nil {
+		return mapErr("migrate", err)
+	}
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("catalog/postgres: migrations: %w", err)
+	}
+	if err := m.LoadMigrations(sub); err != nil {
+		return fmt.Errorf("catalog/postgres: load migrations: %w", err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return mapErr("migrate", err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// mapErr classifies a driver error: unique violations are ErrAlreadyExists,
+// foreign-key violations ErrNotFound, connection failures, shutdowns,
+// serialization failures and deadlocks ErrUnavailable (retryable). Errors
+// that already carry a catalog sentinel pass through.
+func mapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, sentinel := range []error{catalog.ErrNotFound, catalog.ErrAlreadyExists, catalog.ErrInvalid,
+		catalog.ErrNotEmpty, catalog.ErrLeaseHeld, catalog.ErrFenced, catalog.ErrOffsetGap, catalog.ErrUnavailable} {
+		if errors.Is(err, sentinel) {
+			return err
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("catalog/postgres: %s: %w", op, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "23505":
+			return fmt.Errorf("catalog/postgres: %s: %w (%s)", op, catalog.ErrAlreadyExists, pgErr.Detail)
+		case pgErr.Code == "23503":
+			return fmt.Errorf("catalog/postgres: %s: %w (%s)", op, catalog.ErrNotFound, pgErr.Detail)
+		case pgErr.Code == "40001", pgErr.Code == "40P01", // serialization failure, deadlock
+			strings.HasPrefix(pgErr.Code, "08"),  // connection exception
+			strings.HasPrefix(pgErr.Code, "57P"), // admin shutdown, crash shutdown, cannot connect now
+			pgErr.Code == "53300":                // too many connections
+			return fmt.Errorf("catalog/postgres: %s: %w: %w", op, catalog.ErrUnavailable, err)
+		}
+		return fmt.Errorf("catalog/postgres: %s: %w", op, err)
+	}
+	var migErr migrate.MigrationPgError
+	if errors.As(err, &migErr) {
+		return fmt.Errorf("catalog/postgres: %s: %w", op, err)
+	}
+	// Anything else is the network, the pool or the server going away.
+	return fmt.Errorf("catalog/postgres: %s: %w: %w", op, catalog.ErrUnavailable, err)
+}
+
+// inTx runs fn in a read-committed transaction and maps its error.
+func (s *Store) inTx(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+	return mapErr(op, pgx.BeginFunc(ctx, s.pool, fn))
+}
+
+func notFound(format string, args ...any) error {
+	return fmt.Errorf("catalog/postgres: "+format+": %w", append(args, catalog.ErrNotFound)...)
+}
+
+// schemaJSON is the stored form of a catalog.Schema (schema_versions.schema).
+type schemaJSON struct {
+	Columns    []columnJSON `json:"columns"`
+	PrimaryKey []string     `json:"primary_key,omitempty"`
+}
+
+type columnJSON struct {
+	Name     string       `json:"name"`
+	Type     catalog.Type `json:"type"`
+	Nullable bool         `json:"nullable"`
+}
+
+func toSchemaJSON(s catalog.Schema) schemaJSON {
+	out := schemaJSON{PrimaryKey: s.PrimaryKey}
+	for _, c := range s.Columns {
+		out.Columns = append(out.Columns, columnJSON(c))
+	}
+	return out
+}
+
+func (s schemaJSON) schema() catalog.Schema {
+	out := catalog.Schema{PrimaryKey: nilIfEmpty(s.PrimaryKey)}
+	for _, c := range s.Columns {
+		out.Columns = append(out.Columns, catalog.Column(c))
+	}
+	return out
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// CreateDatabase implements catalog.Store.
+func (s *Store) CreateDatabase(ctx context.Context, name string) (catalog.Database, error) {
+	if err := catalog.ValidateDatabaseName(name); err != nil {
+		return catalog.Database{}, err
+	}
+	db := catalog.Database{Name: name}
+	err := s.pool.QueryRow(ctx, `INSERT INTO databases (name) VALUES ($1) RETURNING created_at`, name).Scan(&db.CreatedAt)
+	if err != nil {
+		return catalog.Database{}, mapErr(fmt.Sprintf("create database %q", name), err)
+	}
+	return db, nil
+}
+
+// GetDatabase implements catalog.Store.
+func (s *Store) GetDatabase(ctx context.Context, name string) (catalog.Database, error) {
+	db := catalog.Database{Name: name}
+	err := s.pool.QueryRow(ctx, `SELECT created_at FROM databases WHERE name = $1`, name).Scan(&db.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return catalog.Database{}, notFound("database %q", name)
+	}
+	if err != nil {
+		return catalog.Database{}, mapErr(fmt.Sprintf("get database %q", name), err)
+	}
+	return db, nil
+}
+
+// ListDatabases implements catalog.Store.
+func (s *Store) ListDatabases(ctx context.Context) ([]catalog.Database, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT name, created_at FROM databases ORDER BY name`)
+	dbs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.Database, error) {
+		var d catalog.Database
+		err := r.Scan(&d.Name, &d.CreatedAt)
+		return d, err
+	})
+	if err != nil {
+		return nil, mapErr("list databases", err)
+	}
+	return nilIfEmpty(dbs), nil
+}
+
+// DropDatabase implements catalog.Store.
+func (s *Store) DropDatabase(ctx context.Context, name string, cascade bool) error {
+	return s.inTx(ctx, fmt.Sprintf("drop database %q", name), func(tx pgx.Tx) error {
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM databases WHERE name = $1 FOR UPDATE`, name).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("database %q", name)
+		}
+		if err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, `SELECT id FROM tables WHERE database = $1 ORDER BY id FOR UPDATE`, name)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		if len(ids) > 0 && !cascade {
+			return fmt.Errorf("catalog/postgres: database %q holds %d tables; drop them or cascade: %w", name, len(ids), catalog.ErrNotEmpty)
+		}
+		if err := dropTables(ctx, tx, ids); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM databases WHERE name = $1`, name)
+		return err
+	})
+}
+
+// dropTables deletes tables (their rows in other tables cascade) and the
+// segment rows no remaining range refers to.
+func dropTables(ctx context.Context, tx pgx.Tx, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, _ := tx.Query(ctx, `SELECT DISTINCT segment_id FROM segment_ranges WHERE table_id = ANY($1)`, ids)
+	segs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM tables WHERE id = ANY($1)`, ids); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `DELETE FROM segments s WHERE s.id = ANY($1)
+		AND NOT EXISTS (SELECT 1 FROM segment_ranges r WHERE r.segment_id = s.id)`, segs)
+	return err
+}
+
+const tableColumns = `t.id, t.database, t.name, t.schema_version, t.buckets, t.bucket_key,
+	t.partition_key, t.properties, t.created_at, v.schema`
+
+const tableFrom = ` FROM tables t JOIN schema_versions v ON v.table_id = t.id AND v.version = t.schema_version `
+
+func scanTable(r pgx.Row) (catalog.Table, error) {
+	var (
+		t     catalog.Table
+		sch   schemaJSON
+		props map[string]string
+	)
+	err := r.Scan(&t.ID, &t.Database, &t.Name, &t.SchemaVersion, &t.Buckets, &t.BucketKey,
+		&t.PartitionKey, &props, &t.CreatedAt, &sch)
+	if err != nil {
+		return catalog.Table{}, err
+	}
+	t.BucketKey = nilIfEmpty(t.BucketKey)
+	if len(props) > 0 {
+		t.Properties = props
+	}
+	t.Schema = sch.schema()
+	return t, nil
+}
+
+// CreateTable implements catalog.Store.
+func (s *Store) CreateTable(ctx context.Context, spec catalog.TableSpec) (catalog.Table, error) {
+	if err := spec.Validate(); err != nil {
+		return catalog.Table{}, err
+	}
+	props := spec.Properties
+	if props == nil {
+		props = map[string]string{}
+	}
+	bucketKey := spec.BucketKey
+	if bucketKey == nil {
+		bucketKey = []string{}
+	}
+	var t catalog.Table
+	err := s.inTx(ctx, fmt.Sprintf("create table %q.%q", spec.Database, spec.Name), func(tx pgx.Tx) error {
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM databases WHERE name = $1 FOR KEY SHARE`, spec.Database).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("database %q", spec.Database)
+		}
+		if err != nil {
+			return err
+		}
+		var id int64
+		var created time.Time
+		err = tx.QueryRow(ctx, `INSERT INTO tables (database, name, schema_version, buckets, bucket_key, partition_key, properties)
+			VALUES ($1, $2, 1, $3, $4, $5, $6) RETURNING id, created_at`,
+			spec.Database, spec.Name, spec.Buckets, bucketKey, spec.PartitionKey, props).Scan(&id, &created)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_versions (table_id, version, schema, created_at) VALUES ($1, 1, $2, $3)`,
+			id, toSchemaJSON(spec.Schema), created); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO buckets (table_id, partition, bucket)
+			SELECT $1, '', g FROM generate_series(0, $2 - 1) g`, id, spec.Buckets); err != nil {
+			return err
+		}
+		t, err = scanTable(tx.QueryRow(ctx, `SELECT `+tableColumns+tableFrom+`WHERE t.id = $1`, id))
+		return err
+	})
+	if err != nil {
+		return catalog.Table{}, err
+	}
+	return t, nil
+}
+
+// GetTable implements catalog.Store.
+func (s *Store) GetTable(ctx context.Context, database, name string) (catalog.Table, error) {
+	t, err := scanTable(s.pool.QueryRow(ctx, `SELECT `+tableColumns+tableFrom+`WHERE t.database = $1 AND t.name = $2`, database, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return catalog.Table{}, notFound("table %q.%q", database, name)
+	}
+	if err != nil {
+		return catalog.Table{}, mapErr(fmt.Sprintf("get table %q.%q", database, name), err)
+	}
+	return t, nil
+}
+
+// GetTableByID implements catalog.Store.
+func (s *Store) GetTableByID(ctx context.Context, id int64) (catalog.Table, error) {
+	t, err := scanTable(s.pool.QueryRow(ctx, `SELECT `+tableColumns+tableFrom+`WHERE t.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return catalog.Table{}, notFound("table id %d", id)
+	}
+	if err != nil {
+		return catalog.Table{}, mapErr(fmt.Sprintf("get table id %d", id), err)
+	}
+	return t, nil
+}
+
+// ListTables implements catalog.Store.
+func (s *Store) ListTables(ctx context.Context, database string) ([]catalog.Table, error) {
+	if _, err := s.GetDatabase(ctx, database); err != nil {
+		return nil, err
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT `+tableColumns+tableFrom+`WHERE t.database = $1 ORDER BY t.name`, database)
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.Table, error) { return scanTable(r) })
+	if err != nil {
+		return nil, mapErr(fmt.Sprintf("list tables of %q", database), err)
+	}
+	return nilIfEmpty(ts), nil
+}
+
+// DropTable implements catalog.Store.
+func (s *Store) DropTable(ctx context.Context, database, name string) error {
+	return s.inTx(ctx, fmt.Sprintf("drop table %q.%q", database, name), func(tx pgx.Tx) error {
+		var id int64
+		err := tx.QueryRow(ctx, `SELECT id FROM tables WHERE database = $1 AND name = $2 FOR UPDATE`, database, name).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("table %q.%q", database, name)
+		}
+		if err != nil {
+			return err
+		}
+		return dropTables(ctx, tx, []int64{id})
+	})
+}
+
+// AddColumns implements catalog.Store.
+func (s *Store) AddColumns(ctx context.Context, database, name string, columns []catalog.Column) (catalog.Table, error) {
+	var t catalog.Table
+	err := s.inTx(ctx, fmt.Sprintf("add columns to %q.%q", database, name), func(tx pgx.Tx) error {
+		var err error
+		t, err = scanTable(tx.QueryRow(ctx, `SELECT `+tableColumns+tableFrom+
+			`WHERE t.database = $1 AND t.name = $2 FOR NO KEY UPDATE OF t`, database, name))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("table %q.%q", database, name)
+		}
+		if err != nil {
+			return err
+		}
+		if err := catalog.ValidateAddColumns(t.Schema, columns); err != nil {
+			return err
+		}
+		t.Schema.Columns = append(slices.Clone(t.Schema.Columns), columns...)
+		t.SchemaVersion++
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_versions (table_id, version, schema) VALUES ($1, $2, $3)`,
+			t.ID, t.SchemaVersion, toSchemaJSON(t.Schema)); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE tables SET schema_version = $2 WHERE id = $1`, t.ID, t.SchemaVersion)
+		return err
+	})
+	if err != nil {
+		return catalog.Table{}, err
+	}
+	return t, nil
+}
+
+// SchemaVersions implements catalog.Store.
+func (s *Store) SchemaVersions(ctx context.Context, tableID int64) ([]catalog.SchemaVersion, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT version, schema, created_at FROM schema_versions WHERE table_id = $1 ORDER BY version`, tableID)
+	vs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.SchemaVersion, error) {
+		var v catalog.SchemaVersion
+		var sch schemaJSON
+		err := r.Scan(&v.Version, &sch, &v.CreatedAt)
+		v.Schema = sch.schema()
+		return v, err
+	})
+	if err != nil {
+		return nil, mapErr(fmt.Sprintf("schema versions of table %d", tableID), err)
+	}
+	if len(vs) == 0 {
+		return nil, notFound("table id %d", tableID)
+	}
+	return vs, nil
+}
+
+const bucketColumns = `table_id, partition, bucket, leader, epoch, lease_expiry, next_offset`
+
+func scanBucket(r pgx.Row) (catalog.BucketState, error) {
+	var b catalog.BucketState
+	var expiry *time.Time
+	err := r.Scan(&b.TableID, &b.Partition, &b.Bucket, &b.Leader, &b.Epoch, &expiry, &b.NextOffset)
+	if expiry != nil {
+		b.LeaseExpiry = *expiry
+	}
+	return b, err
+}
+
+// ListBuckets implements catalog.Store. ErrNotFound if the table does not
+// exist.
+func (s *Store) ListBuckets(ctx context.Context, tableID int64) ([]catalog.BucketState, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+bucketColumns+` FROM buckets WHERE table_id = $1 ORDER BY partition, bucket`, tableID)
+	bs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.BucketState, error) { return scanBucket(r) })
+	if err != nil {
+		return nil, mapErr(fmt.Sprintf("list buckets of table %d", tableID), err)
+	}
+	if len(bs) == 0 {
+		return nil, notFound("table id %d", tableID)
+	}
+	return bs, nil
+}
+
+// AcquireLease implements catalog.Store. Besides the interface's errors it
+// returns ErrInvalid for an empty holder, a ttl under 1ms, a bucket index
+// outside 0..buckets-1, or a non-empty partition of an unpartitioned table.
+func (s *Store) AcquireLease(ctx context.Context, b catalog.BucketID, holder string, ttl time.Duration) (catalog.Lease, error) {
+	if err := catalog.ValidateLeaseRequest(b, holder, ttl); err != nil {
+		return catalog.Lease{}, err
+	}
+	l := catalog.Lease{Bucket: b, Holder: holder}
+	err := s.inTx(ctx, fmt.Sprintf("acquire lease on %v", b), func(tx pgx.Tx) error {
+		var buckets int32
+		var partKey string
+		err := tx.QueryRow(ctx, `SELECT buckets, partition_key FROM tables WHERE id = $1 FOR KEY SHARE`, b.TableID).Scan(&buckets, &partKey)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("table id %d", b.TableID)
+		}
+		if err != nil {
+			return err
+		}
+		if b.Bucket >= buckets {
+			return &catalog.ValidationError{Field: "bucket.bucket", Reason: fmt.Sprintf("bucket %d out of range 0..%d", b.Bucket, buckets-1)}
+		}
+		if b.Partition != "" && partKey == "" {
+			return &catalog.ValidationError{Field: "bucket.partition", Reason: fmt.Sprintf("partition %q given but table %d has no partition key", b.Partition, b.TableID)}
+		}
+		if b.Partition != "" {
+			if _, err := tx.Exec(ctx, `INSERT INTO buckets (table_id, partition, bucket) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+				b.TableID, b.Partition, b.Bucket); err != nil {
+				return err
+			}
+		}
+		var (
+			leader string
+			epoch  int64
+			live   bool
+			expiry *time.Time
+		)
+		err = tx.QueryRow(ctx, `SELECT leader, epoch, COALESCE(lease_expiry > now(), false), lease_expiry FROM buckets
+			WHERE table_id = $1 AND partition = $2 AND bucket = $3 FOR UPDATE`, b.TableID, b.Partition, b.Bucket).Scan(&leader, &epoch, &live, &expiry)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("bucket %v", b)
+		}
+		if err != nil {
+			return err
+		}
+		if live && leader != holder {
+			return fmt.Errorf("catalog/postgres: bucket %v is led by %q (epoch %d) until %v: %w", b, leader, epoch, expiry.UTC(), catalog.ErrLeaseHeld)
+		}
+		if !live || leader != holder {
+			epoch++
+		}
+		l.Epoch = epoch
+		return tx.QueryRow(ctx, `UPDATE buckets SET leader = $4, epoch = $5, lease_expiry = now() + $6 * interval '1 microsecond'
+			WHERE table_id = $1 AND partition = $2 AND bucket = $3 RETURNING lease_expiry`,
+			b.TableID, b.Partition, b.Bucket, holder, epoch, ttl.Microseconds()).Scan(&l.Expiry)
+	})
+	if err != nil {
+		return catalog.Lease{}, err
+	}
+	return l, nil
+}
+
+// leaseMismatch explains why a lease operation matched no row: the bucket
+// is gone (ErrNotFound) or the lease is no longer current (ErrFenced).
+func (s *Store) leaseMismatch(ctx context.Context, l catalog.Lease) error {
+	b := l.Bucket
+	var leader string
+	var epoch int64
+	err := s.pool.QueryRow(ctx, `SELECT leader, epoch FROM buckets WHERE table_id = $1 AND partition = $2 AND bucket = $3`,
+		b.TableID, b.Partition, b.Bucket).Scan(&leader, &epoch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("bucket %v", b)
+	}
+	if err != nil {
+		return mapErr(fmt.Sprintf("lease on %v", b), err)
+	}
+	return fmt.Errorf("catalog/postgres: lease of %q at epoch %d on bucket %v: bucket is now at epoch %d led by %q: %w",
+		l.Holder, l.Epoch, b, epoch, leader, catalog.ErrFenced)
+}
+
+// RenewLease implements catalog.Store.
+func (s *Store) RenewLease(ctx context.Context, l catalog.Lease, ttl time.Duration) (catalog.Lease, error) {
+	if err := catalog.ValidateLeaseRequest(l.Bucket, l.Holder, ttl); err != nil {
+		return catalog.Lease{}, err
+	}
+	b := l.Bucket
+	err := s.pool.QueryRow(ctx, `UPDATE buckets SET lease_expiry = now() + $6 * interval '1 microsecond'
+		WHERE table_id = $1 AND partition = $2 AND bucket = $3 AND leader = $4 AND epoch = $5 RETURNING lease_expiry`,
+		b.TableID, b.Partition, b.Bucket, l.Holder, l.Epoch, ttl.Microseconds()).Scan(&l.Expiry)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return catalog.Lease{}, s.leaseMismatch(ctx, l)
+	}
+	if err != nil {
+		return catalog.Lease{}, mapErr(fmt.Sprintf("renew lease on %v", b), err)
+	}
+	return l, nil
+}
+
+// ReleaseLease implements catalog.Store. The epoch stays; the next
+// acquisition increments it.
+func (s *Store) ReleaseLease(ctx context.Context, l catalog.Lease) error {
+	b := l.Bucket
+	tag, err := s.pool.Exec(ctx, `UPDATE buckets SET leader = '', lease_expiry = NULL
+		WHERE table_id = $1 AND partition = $2 AND bucket = $3 AND leader = $4 AND epoch = $5`,
+		b.TableID, b.Partition, b.Bucket, l.Holder, l.Epoch)
+	if err != nil {
+		return mapErr(fmt.Sprintf("release lease on %v", b), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return s.leaseMismatch(ctx, l)
+	}
+	return nil
+}
+
+// CommitSegment implements catalog.Store. It locks the ranges' bucket rows
+// in (table, partition, bucket) order, checks every epoch (the bucket must
+// also still have a leader: a released lease fences its holder) and next
+// offset, inserts the segment and its ranges, advances the next offsets and
+// notifies NotifyChannel, all in one transaction. ErrAlreadyExists if the
+// object key was committed before; ErrNotFound for a bucket with no row.
+func (s *Store) CommitSegment(ctx context.Context, seg catalog.Segment) error {
+	if err := seg.Validate(); err != nil {
+		return err
+	}
+	order := make([]int, len(seg.Ranges))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return seg.Ranges[a].Bucket.Compare(seg.Ranges[b].Bucket) })
+	n := len(order)
+	tids, parts, bkts := make([]int64, n), make([]string, n), make([]int32, n)
+	for i, idx := range order {
+		b := seg.Ranges[idx].Bucket
+		tids[i], parts[i], bkts[i] = b.TableID, b.Partition, b.Bucket
+	}
+	return s.inTx(ctx, fmt.Sprintf("commit segment %q", seg.ObjectKey), func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `SELECT b.table_id, b.partition, b.bucket, b.leader, b.epoch, b.lease_expiry, b.next_offset
+			FROM buckets b JOIN unnest($1::bigint[], $2::text[], $3::int[]) AS k(table_id, partition, bucket)
+			  ON b.table_id = k.table_id AND b.partition = k.partition AND b.bucket = k.bucket
+			ORDER BY b.table_id, b.partition, b.bucket
+			FOR UPDATE OF b`, tids, parts, bkts)
+		states, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.BucketState, error) { return scanBucket(r) })
+		if err != nil {
+			return err
+		}
+		byID := make(map[catalog.BucketID]catalog.BucketState, len(states))
+		for _, st := range states {
+			byID[st.BucketID] = st
+		}
+		for _, idx := range order {
+			r := seg.Ranges[idx]
+			st, ok := byID[r.Bucket]
+			if !ok {
+				return notFound("segment %q: bucket %v", seg.ObjectKey, r.Bucket)
+			}
+			if st.Epoch != r.Epoch || st.Leader == "" {
+				return fmt.Errorf("catalog/postgres: segment %q: bucket %v is at epoch %d (leader %q), range has epoch %d: %w",
+					seg.ObjectKey, r.Bucket, st.Epoch, st.Leader, r.Epoch, catalog.ErrFenced)
+			}
+			if st.NextOffset != r.BaseOffset {
+				return fmt.Errorf("catalog/postgres: segment %q: bucket %v expects offset %d, range starts at %d: %w",
+					seg.ObjectKey, r.Bucket, st.NextOffset, r.BaseOffset, catalog.ErrOffsetGap)
+			}
+		}
+		var segID int64
+		if err := tx.QueryRow(ctx, `INSERT INTO segments (object_key, size) VALUES ($1, $2) RETURNING id`,
+			seg.ObjectKey, seg.Size).Scan(&segID); err != nil {
+			return err
+		}
+		batch := &pgx.Batch{}
+		notified := map[int64]bool{}
+		for _, idx := range order {
+			r := seg.Ranges[idx]
+			b := r.Bucket
+			batch.Queue(`INSERT INTO segment_ranges (table_id, partition, bucket, base_offset, end_offset, segment_id, epoch,
+				byte_offset, byte_length, row_count, min_timestamp, max_timestamp)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+				b.TableID, b.Partition, b.Bucket, r.BaseOffset, r.EndOffset, segID, r.Epoch,
+				r.ByteOffset, r.ByteLength, r.RowCount, r.MinTimestamp, r.MaxTimestamp)
+			batch.Queue(`UPDATE buckets SET next_offset = $4 WHERE table_id = $1 AND partition = $2 AND bucket = $3`,
+				b.TableID, b.Partition, b.Bucket, r.EndOffset)
+			if !notified[b.TableID] {
+				notified[b.TableID] = true
+				batch.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, strconv.FormatInt(b.TableID, 10))
+			}
+		}
+		return tx.SendBatch(ctx, batch).Close()
+	})
+}
+
+// ListSegments implements catalog.Store. A bucket without rows has no
+// segments (nil, no error).
+func (s *Store) ListSegments(ctx context.Context, b catalog.BucketID, from int64, limit int) ([]catalog.SegmentRange, error) {
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT r.epoch, s.object_key, r.base_offset, r.end_offset, r.byte_offset, r.byte_length,
+			r.row_count, r.min_timestamp, r.max_timestamp, s.committed_at
+		FROM segment_ranges r JOIN segments s ON s.id = r.segment_id
+		WHERE r.table_id = $1 AND r.partition = $2 AND r.bucket = $3 AND r.end_offset > $4
+		ORDER BY r.base_offset LIMIT $5`, b.TableID, b.Partition, b.Bucket, from, lim)
+	rs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (catalog.SegmentRange, error) {
+		r := catalog.SegmentRange{Bucket: b}
+		err := row.Scan(&r.Epoch, &r.ObjectKey, &r.BaseOffset, &r.EndOffset, &r.ByteOffset, &r.ByteLength,
+			&r.RowCount, &r.MinTimestamp, &r.MaxTimestamp, &r.CommittedAt)
+		return r, err
+	})
+	if err != nil {
+		return nil, mapErr(fmt.Sprintf("list segments of %v", b), err)
+	}
+	return nilIfEmpty(rs), nil
+}
+
+// PutKVSnapshot implements catalog.Store. Ids are unique across the store
+// and increase with every snapshot.
+func (s *Store) PutKVSnapshot(ctx context.Context, snap catalog.KVSnapshot) (catalog.KVSnapshot, error) {
+	b := snap.Bucket
+	if snap.LogOffset < 0 {
+		return catalog.KVSnapshot{}, &catalog.ValidationError{Field: "log_offset", Reason: fmt.Sprintf("log offset %d is negative", snap.LogOffset)}
+	}
+	files := snap.Files
+	if files == nil {
+		files = []string{}
+	}
+	err := s.inTx(ctx, fmt.Sprintf("put kv snapshot of %v", b), func(tx pgx.Tx) error {
+		var leader string
+		var epoch int64
+		err := tx.QueryRow(ctx, `SELECT leader, epoch FROM buckets WHERE table_id = $1 AND partition = $2 AND bucket = $3 FOR SHARE`,
+			b.TableID, b.Partition, b.Bucket).Scan(&leader, &epoch)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("bucket %v", b)
+		}
+		if err != nil {
+			return err
+		}
+		if epoch != snap.Epoch || leader == "" {
+			return fmt.Errorf("catalog/postgres: kv snapshot of %v: bucket is at epoch %d (leader %q), snapshot has epoch %d: %w",
+				b, epoch, leader, snap.Epoch, catalog.ErrFenced)
+		}
+		return tx.QueryRow(ctx, `INSERT INTO kv_snapshots (table_id, partition, bucket, epoch, log_offset, files)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at`,
+			b.TableID, b.Partition, b.Bucket, snap.Epoch, snap.LogOffset, files).Scan(&snap.ID, &snap.CreatedAt)
+	})
+	if err != nil {
+		return catalog.KVSnapshot{}, err
+	}
+	snap.Files = slices.Clone(snap.Files)
+	return snap, nil
+}
+
+// ListKVSnapshots implements catalog.Store.
+func (s *Store) ListKVSnapshots(ctx context.Context, b catalog.BucketID) ([]catalog.KVSnapshot, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id, epoch, log_offset, files, created_at FROM kv_snapshots
+		WHERE table_id = $1 AND partition = $2 AND bucket = $3 ORDER BY id DESC`, b.TableID, b.Partition, b.Bucket)
+	ss, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.KVSnapshot, error) {
+		k := catalog.KVSnapshot{Bucket: b}
+		err := r.Scan(&k.ID, &k.Epoch, &k.LogOffset, &k.Files, &k.CreatedAt)
+		k.Files = nilIfEmpty(k.Files)
+		return k, err
+	})
+	if err != nil {
+		return nil, mapErr(fmt.Sprintf("list kv snapshots of %v", b), err)
+	}
+	return nilIfEmpty(ss), nil
+}
+
+// DeleteKVSnapshot implements catalog.Store.
+func (s *Store) DeleteKVSnapshot(ctx context.Context, b catalog.BucketID, id int64) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM kv_snapshots WHERE table_id = $1 AND partition = $2 AND bucket = $3 AND id = $4`,
+		b.TableID, b.Partition, b.Bucket, id)
+	if err != nil {
+		return mapErr(fmt.Sprintf("delete kv snapshot %d of %v", id, b), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return notFound("kv snapshot %d of bucket %v", id, b)
+	}
+	return nil
+}
+
+// SetTieredOffsets implements catalog.Store. ErrNotFound (and nothing
+// recorded) if any bucket has no row; ErrInvalid for a negative offset.
+func (s *Store) SetTieredOffsets(ctx context.Context, offsets []catalog.TieredOffset) error {
+	for i, o := range offsets {
+		if o.Offset < 0 {
+			return &catalog.ValidationError{Field: fmt.Sprintf("offsets[%d].offset", i), Reason: fmt.Sprintf("offset %d is negative", o.Offset)}
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, "set tiered offsets", func(tx pgx.Tx) error {
+		batch := &pgx.Batch{}
+		for _, o := range offsets {
+			b := o.Bucket
+			batch.Queue(`INSERT INTO tiered_offsets (table_id, partition, bucket, "offset", lake_snapshot_id)
+				VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (table_id, partition, bucket) DO UPDATE
+				SET "offset" = EXCLUDED."offset", lake_snapshot_id = EXCLUDED.lake_snapshot_id, updated_at = now()
+				WHERE tiered_offsets."offset" <= EXCLUDED."offset"`,
+				b.TableID, b.Partition, b.Bucket, o.Offset, o.LakeSnapshotID)
+		}
+		return tx.SendBatch(ctx, batch).Close()
+	})
+}
+
+// TieredOffsets implements catalog.Store. Buckets never tiered are absent.
+func (s *Store) TieredOffsets(ctx context.Context, tableID int64) ([]catalog.TieredOffset, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT partition, bucket, "offset", lake_snapshot_id, updated_at FROM tiered_offsets
+		WHERE table_id = $1 ORDER BY partition, bucket`, tableID)
+	os, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.TieredOffset, error) {
+		o := catalog.TieredOffset{Bucket: catalog.BucketID{TableID: tableID}}
+		err := r.Scan(&o.Bucket.Partition, &o.Bucket.Bucket, &o.Offset, &o.LakeSnapshotID, &o.UpdatedAt)
+		return o, err
+	})
+	if err != nil {
+		return nil, mapErr(fmt.Sprintf("tiered offsets of table %d", tableID), err)
+	}
+	return nilIfEmpty(os), nil
+}
