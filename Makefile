@@ -13,10 +13,10 @@ VERSITYGW_VERSION     := v1.8.0
 BUF_VERSION           := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 CONNECT_VERSION       := v1.21.1
-STATICCHECK_VERSION   := 2025.1.1
+GOLANGCI_LINT_VERSION := v2.15.0
+GRPCURL_VERSION       := v1.9.3
 
 MODULES := api catalog services tiering testenv e2e
-# -race on the modules whose code is concurrent; e2e runs the built binary.
 GOTEST  ?= go test -count=1 -timeout 15m
 
 .PHONY: help
@@ -36,12 +36,13 @@ build: ## Build the strom binary into ./bin.
 
 .PHONY: test
 test: tools postgres ## Install what is missing, then run every module's tests against real PostgreSQL and versitygw.
-	@start=$$(date +%s); \
+	@start=$$(date +%s); failed=""; \
 	for m in $(MODULES); do \
 	  echo "== $$m"; \
-	  (cd $$m && $(GOTEST) -race ./...); \
+	  (cd $$m && $(GOTEST) -race ./...) || failed="$$failed $$m"; \
 	done; \
-	echo "make test: $$(( $$(date +%s) - start ))s"
+	echo "make test: $$(( $$(date +%s) - start ))s"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED in:$$failed"; exit 1; fi
 
 .PHONY: bench
 bench: tools postgres ## Run the benchmarks; results under bench/results/.
@@ -49,9 +50,9 @@ bench: tools postgres ## Run the benchmarks; results under bench/results/.
 	cd services && go test -run '^$$' -bench . -benchmem ./... | tee ../bench/results/services.txt
 
 .PHONY: lint
-lint: $(TOOLS_BIN)/buf $(TOOLS_BIN)/staticcheck ## gofmt, go vet, staticcheck and buf lint.
+lint: $(TOOLS_BIN)/buf $(TOOLS_BIN)/golangci-lint ## gofmt, go vet, golangci-lint and buf lint.
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	for m in $(MODULES); do (cd $$m && go vet ./... && staticcheck ./...); done
+	for m in $(MODULES); do (cd $$m && go vet ./... && golangci-lint run --config ../.golangci.yml ./...); done
 	cd api && buf lint
 
 .PHONY: generate
@@ -64,7 +65,7 @@ checkgenerate: generate ## Fail if generated code differs from what is committed
 	@test -z "$$(git status --porcelain -- api/gen)" || { git status --porcelain -- api/gen; echo "untracked generated files: run make generate and commit"; exit 1; }
 
 .PHONY: tools
-tools: $(TOOLS_BIN)/versitygw ## Install the pinned tools the tests need.
+tools: $(TOOLS_BIN)/versitygw $(TOOLS_BIN)/grpcurl ## Install the pinned tools the tests need.
 
 .PHONY: postgres
 postgres: ## Install the Debian postgresql package when its binaries are missing.
@@ -81,5 +82,7 @@ $(TOOLS_BIN)/protoc-gen-go:
 	GOBIN=$(TOOLS_BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(TOOLS_BIN)/protoc-gen-connect-go:
 	GOBIN=$(TOOLS_BIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(CONNECT_VERSION)
-$(TOOLS_BIN)/staticcheck:
-	GOBIN=$(TOOLS_BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+$(TOOLS_BIN)/golangci-lint:
+	GOBIN=$(TOOLS_BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+$(TOOLS_BIN)/grpcurl:
+	GOBIN=$(TOOLS_BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)

@@ -230,8 +230,9 @@ func startVersitygw(bin string) (S3Endpoint, error) {
 		os.RemoveAll(base)
 		return S3Endpoint{}, fmt.Errorf("versitygw: start %s: %w", bin, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	stop := func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -251,11 +252,10 @@ func startVersitygw(bin string) (S3Endpoint, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			exited <- err
+		case <-exited:
 			out, _ := os.ReadFile(logPath)
 			stop()
-			return S3Endpoint{}, fmt.Errorf("versitygw exited while starting (%v): %s", err, bytes.TrimSpace(out))
+			return S3Endpoint{}, fmt.Errorf("versitygw exited while starting (%v): %s", waitErr, bytes.TrimSpace(out))
 		default:
 		}
 		// Any HTTP answer (an S3 AccessDenied) means it serves.

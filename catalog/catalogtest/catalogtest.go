@@ -86,7 +86,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store, opts ...Option
 			handles[i] = s
 			if cfg.handle != nil {
 				h := cfg.handle(t, s)
-				t.Cleanup(func() { h.Close() })
+				t.Cleanup(func() { _ = h.Close() })
 				handles[i] = h
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/strom-io/strom/catalog"
 )
@@ -48,7 +49,7 @@ var _ catalog.Store = (*Store)(nil)
 func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("catalog/embedded: open %s: file is locked by another process: %w: %w", path, catalog.ErrUnavailable, err)
 		}
 		return nil, fmt.Errorf("catalog/embedded: open %s: %w", path, err)
@@ -62,7 +63,7 @@ func Open(path string) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("catalog/embedded: initialise %s: %w", path, err)
 	}
 	return &Store{db: db, now: func() time.Time { return time.Now().UTC() }}, nil

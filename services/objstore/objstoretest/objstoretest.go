@@ -664,7 +664,7 @@ func testConcurrentOverwrite(t *testing.T, b objstore.Bucket) {
 		wg.Go(func() {
 			for range rounds {
 				if err := b.Put(t.Context(), "shared", bytes.NewReader(versions[w]), size); err != nil {
-					errs <- fmt.Errorf("Put: %w", err)
+					errs <- fmt.Errorf("put: %w", err)
 					return
 				}
 			}
@@ -681,17 +681,17 @@ func testConcurrentOverwrite(t *testing.T, b objstore.Bucket) {
 				}
 				rc, err := b.Get(t.Context(), "shared")
 				if err != nil {
-					errs <- fmt.Errorf("Get during overwrites: %w", err)
+					errs <- fmt.Errorf("get during overwrites: %w", err)
 					return
 				}
 				got, err := io.ReadAll(rc)
 				rc.Close()
 				if err != nil {
-					errs <- fmt.Errorf("Get during overwrites: read: %w", err)
+					errs <- fmt.Errorf("get during overwrites: read: %w", err)
 					return
 				}
 				if len(got) != size || !bytes.Equal(got, bytes.Repeat(got[:1], size)) {
-					errs <- fmt.Errorf("Get during overwrites returned a torn object of %d bytes", len(got))
+					errs <- fmt.Errorf("get during overwrites returned a torn object of %d bytes", len(got))
 					return
 				}
 			}

@@ -1,0 +1,185 @@
+// Package e2e runs the real strom binary against real PostgreSQL and a real
+// S3 server (versitygw), as users run it: processes, flags, config files,
+// the CLI, curl-style HTTP JSON, gRPC and signals.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strom-io/strom/testenv"
+)
+
+// stromBin is the binary built once for the whole run.
+var stromBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "strom-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	stromBin = filepath.Join(dir, "strom")
+	build := exec.Command("go", "build", "-o", stromBin, "github.com/strom-io/strom/services/cmd/strom")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building strom:", err)
+		os.Exit(1)
+	}
+	code := testenv.Main(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is a running `strom server`.
+type process struct {
+	cmd    *exec.Cmd
+	addr   string // host:port it listens on
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	exited chan struct{}
+	err    error
+}
+
+var readyLine = regexp.MustCompile(`Strom is ready: curl -s http://(\S+)/readyz`)
+
+// startServer starts `strom server args...` in dir and waits until it
+// prints its address and /readyz answers 200.
+func startServer(t *testing.T, dir string, args ...string) *process {
+	t.Helper()
+	args = append([]string{"server", "-server.http-listen-address", "127.0.0.1:0"}, args...)
+	cmd := exec.Command(stromBin, args...)
+	cmd.Dir = dir
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.stderr.WriteString(line + "\n")
+			p.mu.Unlock()
+			if m := readyLine.FindStringSubmatch(line); m != nil {
+				addrc <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("server stderr:\n%s", p.log())
+		}
+	})
+	select {
+	case p.addr = <-addrc:
+	case <-p.exited:
+		t.Fatalf("strom server exited before it was ready: %v\n%s", p.err, p.log())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("strom server not ready after 60s:\n%s", p.log())
+	}
+	waitReady(t, p)
+	return p
+}
+
+func (p *process) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+func (p *process) url() string { return "http://" + p.addr }
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("strom server did not stop within 30s of SIGTERM")
+	}
+	if p.err != nil {
+		t.Fatalf("strom server exited with %v after SIGTERM:\n%s", p.err, p.log())
+	}
+}
+
+func waitReady(t *testing.T, p *process) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.url() + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("%d %s", resp.StatusCode, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cli runs a strom client command against p and returns its stdout. It
+// fails the test if the command fails.
+func cli(t *testing.T, p *process, args ...string) string {
+	t.Helper()
+	out, errOut, err := runCLI(p, args...)
+	if err != nil {
+		t.Fatalf("strom %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+// cliFails runs a strom client command that must fail and returns stderr.
+func cliFails(t *testing.T, p *process, args ...string) string {
+	t.Helper()
+	out, errOut, err := runCLI(p, args...)
+	if err == nil {
+		t.Fatalf("strom %s succeeded, want failure; stdout: %s", strings.Join(args, " "), out)
+	}
+	return errOut
+}
+
+func runCLI(p *process, args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, stromBin, append([]string{"--addr", p.addr}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}

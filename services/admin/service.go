@@ -1,0 +1,143 @@
+// Package admin serves strom.v1.AdminService: databases and tables in the
+// catalog.
+package admin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"connectrpc.com/connect"
+
+	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
+	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
+	"github.com/strom-io/strom/catalog"
+)
+
+// Service implements AdminService on a catalog.Store. Every change is one
+// catalog transaction, so nothing is ever half created.
+type Service struct {
+	store  catalog.Store
+	logger *slog.Logger
+}
+
+var _ stromv1connect.AdminServiceHandler = (*Service)(nil)
+
+// New returns an AdminService over store.
+func New(store catalog.Store, logger *slog.Logger) *Service {
+	return &Service{store: store, logger: logger}
+}
+
+// CreateDatabase implements AdminService.
+func (s *Service) CreateDatabase(ctx context.Context, req *connect.Request[stromv1.CreateDatabaseRequest]) (*connect.Response[stromv1.CreateDatabaseResponse], error) {
+	db, err := s.store.CreateDatabase(ctx, req.Msg.GetName())
+	if errors.Is(err, catalog.ErrAlreadyExists) && req.Msg.GetIfNotExists() {
+		db, err = s.store.GetDatabase(ctx, req.Msg.GetName())
+	}
+	if err != nil {
+		return nil, s.connectError(ctx, "create database", err)
+	}
+	return connect.NewResponse(&stromv1.CreateDatabaseResponse{Database: databaseToProto(db)}), nil
+}
+
+// ListDatabases implements AdminService.
+func (s *Service) ListDatabases(ctx context.Context, _ *connect.Request[stromv1.ListDatabasesRequest]) (*connect.Response[stromv1.ListDatabasesResponse], error) {
+	dbs, err := s.store.ListDatabases(ctx)
+	if err != nil {
+		return nil, s.connectError(ctx, "list databases", err)
+	}
+	resp := &stromv1.ListDatabasesResponse{Databases: make([]*stromv1.Database, 0, len(dbs))}
+	for _, db := range dbs {
+		resp.Databases = append(resp.Databases, databaseToProto(db))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// GetDatabase implements AdminService.
+func (s *Service) GetDatabase(ctx context.Context, req *connect.Request[stromv1.GetDatabaseRequest]) (*connect.Response[stromv1.GetDatabaseResponse], error) {
+	db, err := s.store.GetDatabase(ctx, req.Msg.GetName())
+	if err != nil {
+		return nil, s.connectError(ctx, "get database", err)
+	}
+	return connect.NewResponse(&stromv1.GetDatabaseResponse{Database: databaseToProto(db)}), nil
+}
+
+// DropDatabase implements AdminService.
+func (s *Service) DropDatabase(ctx context.Context, req *connect.Request[stromv1.DropDatabaseRequest]) (*connect.Response[stromv1.DropDatabaseResponse], error) {
+	err := s.store.DropDatabase(ctx, req.Msg.GetName(), req.Msg.GetCascade())
+	if err != nil && !(errors.Is(err, catalog.ErrNotFound) && req.Msg.GetIfExists()) {
+		return nil, s.connectError(ctx, "drop database", err)
+	}
+	return connect.NewResponse(&stromv1.DropDatabaseResponse{}), nil
+}
+
+// CreateTable implements AdminService.
+func (s *Service) CreateTable(ctx context.Context, req *connect.Request[stromv1.CreateTableRequest]) (*connect.Response[stromv1.CreateTableResponse], error) {
+	spec, err := tableSpecFromProto(req.Msg)
+	if err != nil {
+		return nil, s.connectError(ctx, "create table", err)
+	}
+	t, err := s.store.CreateTable(ctx, spec)
+	if errors.Is(err, catalog.ErrAlreadyExists) && req.Msg.GetIfNotExists() {
+		t, err = s.store.GetTable(ctx, spec.Database, spec.Name)
+	}
+	if err != nil {
+		return nil, s.connectError(ctx, "create table", err)
+	}
+	return connect.NewResponse(&stromv1.CreateTableResponse{Table: tableToProto(t)}), nil
+}
+
+// GetTable implements AdminService.
+func (s *Service) GetTable(ctx context.Context, req *connect.Request[stromv1.GetTableRequest]) (*connect.Response[stromv1.GetTableResponse], error) {
+	t, err := s.store.GetTable(ctx, req.Msg.GetDatabase(), req.Msg.GetName())
+	if err != nil {
+		return nil, s.connectError(ctx, "get table", err)
+	}
+	buckets, err := s.store.ListBuckets(ctx, t.ID)
+	if err != nil {
+		return nil, s.connectError(ctx, "get table", err)
+	}
+	resp := &stromv1.GetTableResponse{Table: tableToProto(t), Buckets: make([]*stromv1.Bucket, 0, len(buckets))}
+	for _, b := range buckets {
+		resp.Buckets = append(resp.Buckets, bucketToProto(b))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// ListTables implements AdminService.
+func (s *Service) ListTables(ctx context.Context, req *connect.Request[stromv1.ListTablesRequest]) (*connect.Response[stromv1.ListTablesResponse], error) {
+	tables, err := s.store.ListTables(ctx, req.Msg.GetDatabase())
+	if err != nil {
+		return nil, s.connectError(ctx, "list tables", err)
+	}
+	resp := &stromv1.ListTablesResponse{Tables: make([]*stromv1.Table, 0, len(tables))}
+	for _, t := range tables {
+		resp.Tables = append(resp.Tables, tableToProto(t))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// DropTable implements AdminService.
+func (s *Service) DropTable(ctx context.Context, req *connect.Request[stromv1.DropTableRequest]) (*connect.Response[stromv1.DropTableResponse], error) {
+	err := s.store.DropTable(ctx, req.Msg.GetDatabase(), req.Msg.GetName())
+	if err != nil && !(errors.Is(err, catalog.ErrNotFound) && req.Msg.GetIfExists()) {
+		return nil, s.connectError(ctx, "drop table", err)
+	}
+	return connect.NewResponse(&stromv1.DropTableResponse{}), nil
+}
+
+// AlterTable implements AdminService.
+func (s *Service) AlterTable(ctx context.Context, req *connect.Request[stromv1.AlterTableRequest]) (*connect.Response[stromv1.AlterTableResponse], error) {
+	if len(req.Msg.GetAddColumns()) == 0 {
+		return nil, s.connectError(ctx, "alter table", &catalog.ValidationError{Field: "add_columns", Reason: "no change requested: name at least one column to add"})
+	}
+	cols, err := columnsFromProto("add_columns", req.Msg.GetAddColumns())
+	if err != nil {
+		return nil, s.connectError(ctx, "alter table", err)
+	}
+	t, err := s.store.AddColumns(ctx, req.Msg.GetDatabase(), req.Msg.GetName(), cols)
+	if err != nil {
+		return nil, s.connectError(ctx, "alter table", err)
+	}
+	return connect.NewResponse(&stromv1.AlterTableResponse{Table: tableToProto(t)}), nil
+}

@@ -1,0 +1,197 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/strom-io/strom/services/objstore"
+)
+
+// Config is the whole configuration of a Strom process. Defaults come from
+// RegisterFlags; a YAML file (-config.file) is applied strictly on top of
+// them, and flags given on the command line win over the file.
+type Config struct {
+	// DataDir holds the local state: the WAL, caches and, with embedded
+	// defaults, the catalog and the objects.
+	DataDir  string          `yaml:"data_dir"`
+	Log      LogConfig       `yaml:"log"`
+	Server   HTTPConfig      `yaml:"server"`
+	Catalog  CatalogConfig   `yaml:"catalog"`
+	ObjStore objstore.Config `yaml:"objstore"`
+}
+
+// LogConfig configures logging to stderr.
+type LogConfig struct {
+	Level  slog.Level `yaml:"level"`
+	Format string     `yaml:"format"`
+}
+
+// RegisterFlags registers the log settings under prefix.
+func (c *LogConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
+	c.Level = slog.LevelInfo
+	f.TextVar(&c.Level, prefix+"level", slog.LevelInfo, "Log level: debug, info, warn or error.")
+	f.StringVar(&c.Format, prefix+"format", "text", "Log format: text or json.")
+}
+
+// HTTPConfig configures the API listener.
+type HTTPConfig struct {
+	HTTPListenAddress       string        `yaml:"http_listen_address"`
+	GracefulShutdownTimeout time.Duration `yaml:"graceful_shutdown_timeout"`
+	MaxRequestBytes         int           `yaml:"max_request_bytes"`
+}
+
+// Catalog backends.
+const (
+	CatalogEmbedded = "embedded"
+	CatalogPostgres = "postgres"
+)
+
+// CatalogConfig chooses and configures the catalog.
+type CatalogConfig struct {
+	Backend  string `yaml:"backend"`
+	Postgres struct {
+		URL string `yaml:"url"`
+	} `yaml:"postgres"`
+	Embedded struct {
+		Dir string `yaml:"dir"`
+	} `yaml:"embedded"`
+}
+
+// RegisterFlags registers every setting with its default and help.
+func (c *Config) RegisterFlags(f *flag.FlagSet) {
+	f.StringVar(&c.DataDir, "data-dir", "./data", "Directory for local state: WAL, caches and, with the embedded defaults, the catalog and objects.")
+	c.Log.RegisterFlags("log.", f)
+	c.Server.RegisterFlags("server.", f)
+	c.Catalog.RegisterFlags("catalog.", f)
+	c.ObjStore.RegisterFlags("objstore.", f)
+}
+
+// RegisterFlags registers the listener settings under prefix.
+func (c *HTTPConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
+	f.StringVar(&c.HTTPListenAddress, prefix+"http-listen-address", ":9123", "Address of the API (Connect, gRPC, gRPC-Web on one h2c port), /healthz, /readyz and /metrics.")
+	f.DurationVar(&c.GracefulShutdownTimeout, prefix+"graceful-shutdown-timeout", 30*time.Second, "How long to drain in-flight requests on SIGTERM.")
+	f.IntVar(&c.MaxRequestBytes, prefix+"max-request-bytes", 64<<20, "Largest accepted request message, in bytes.")
+}
+
+// RegisterFlags registers the catalog settings under prefix.
+func (c *CatalogConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
+	f.StringVar(&c.Backend, prefix+"backend", CatalogEmbedded, "Catalog backend: embedded (one process, local disk) or postgres (shared by every frontend).")
+	f.StringVar(&c.Postgres.URL, prefix+"postgres.url", "", "PostgreSQL connection URL, e.g. postgres://strom:secret@db:5432/strom. Required with -catalog.backend=postgres.")
+	f.StringVar(&c.Embedded.Dir, prefix+"embedded.dir", "", "Directory of the embedded catalog (default <data-dir>/catalog).")
+}
+
+// Validate reports the first invalid setting, naming it.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("log.format: want text or json, got %q", c.Log.Format))
+	}
+	if c.Server.HTTPListenAddress == "" {
+		errs = append(errs, errors.New("server.http_listen_address: must not be empty"))
+	}
+	if c.Server.GracefulShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("server.graceful_shutdown_timeout: must not be negative, got %s", c.Server.GracefulShutdownTimeout))
+	}
+	if c.Server.MaxRequestBytes < 1024 {
+		errs = append(errs, fmt.Errorf("server.max_request_bytes: must be at least 1024, got %d", c.Server.MaxRequestBytes))
+	}
+	switch c.Catalog.Backend {
+	case CatalogEmbedded:
+	case CatalogPostgres:
+		if c.Catalog.Postgres.URL == "" {
+			errs = append(errs, errors.New("catalog.postgres.url: required when catalog.backend is postgres"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("catalog.backend: want embedded or postgres, got %q", c.Catalog.Backend))
+	}
+	if err := c.ObjStore.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// applyDerivedDefaults fills settings whose defaults derive from others.
+func (c *Config) applyDerivedDefaults() {
+	if c.ObjStore.Filesystem.Dir == "" {
+		c.ObjStore.Filesystem.Dir = filepath.Join(c.DataDir, "objects")
+	}
+}
+
+// embeddedCatalogDir is where the embedded catalog lives.
+func (c *Config) embeddedCatalogDir() string {
+	if c.Catalog.Embedded.Dir != "" {
+		return c.Catalog.Embedded.Dir
+	}
+	return filepath.Join(c.DataDir, "catalog")
+}
+
+// LoadConfig builds the configuration from args: flag defaults, then the
+// YAML file named by -config.file (unknown keys are errors; with
+// -config.expand-env, ${VAR} is replaced from the environment), then the
+// flags given in args. It returns flag.ErrHelp for -h.
+func LoadConfig(name string, args []string, output io.Writer) (Config, error) {
+	var cfg Config
+	f := NewFlagSet(name, &cfg, output)
+	var file string
+	var expandEnv bool
+	f.StringVar(&file, "config.file", "", "YAML configuration file; flags given on the command line override it.")
+	f.BoolVar(&expandEnv, "config.expand-env", false, "Replace ${VAR} in the configuration file with environment variables.")
+	if err := f.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if f.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	if file == "" {
+		cfg.applyDerivedDefaults()
+		return cfg, nil
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return Config{}, fmt.Errorf("config.file: %w", err)
+	}
+	if expandEnv {
+		raw = []byte(os.ExpandEnv(string(raw)))
+	}
+	if err := decodeYAMLStrict(raw, &cfg); err != nil {
+		return Config{}, fmt.Errorf("config.file %s: %w", file, err)
+	}
+	// Flags given on the command line win over the file.
+	if err := f.Parse(args); err != nil {
+		return Config{}, err
+	}
+	cfg.applyDerivedDefaults()
+	return cfg, nil
+}
+
+// NewFlagSet returns a flag set with every setting of cfg registered.
+func NewFlagSet(name string, cfg *Config, output io.Writer) *flag.FlagSet {
+	f := flag.NewFlagSet(name, flag.ContinueOnError)
+	if output != nil {
+		f.SetOutput(output)
+	}
+	cfg.RegisterFlags(f)
+	return f
+}
+
+// decodeYAMLStrict applies raw onto cfg; unknown keys are errors.
+func decodeYAMLStrict(raw []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
