@@ -99,6 +99,29 @@ type Store interface {
 	// ListSegments returns the committed ranges of a bucket whose offsets end
 	// after from, ordered by offset, at most limit of them (0: no limit).
 	ListSegments(ctx context.Context, b BucketID, from int64, limit int) ([]SegmentRange, error)
+	// OffsetForTimestamp returns the base offset of the first committed range
+	// of the bucket whose MaxTimestamp is at or after ts, or the bucket's
+	// NextOffset when there is none.
+	OffsetForTimestamp(ctx context.Context, b BucketID, ts time.Time) (int64, error)
+	// DeleteRangesBefore removes the bucket's ranges that end at or before
+	// offset (whole ranges only) and moves the bucket's StartOffset to the
+	// first remaining offset. It returns the keys of segment objects that no
+	// longer hold any range (their object rows are removed in the same
+	// transaction); the caller deletes them from the object store.
+	DeleteRangesBefore(ctx context.Context, b BucketID, offset int64) (orphans []string, err error)
+	// UnknownObjects returns the keys among keys that no segment or KV
+	// snapshot row names, for the janitor.
+	UnknownObjects(ctx context.Context, keys []string) ([]string, error)
+	// WriterSequences returns the idempotent writers' last committed
+	// sequences in the bucket, as CommitSegment recorded them.
+	WriterSequences(ctx context.Context, b BucketID) ([]WriterSequence, error)
+	// WatchCommits calls fn for every range committed to any bucket by any
+	// process (PostgreSQL LISTEN/NOTIFY; an in-process signal for the
+	// embedded store) until ctx is done or the watch fails. Notifications
+	// may be coalesced or, after a failure, lost: fn's callers re-read the
+	// catalog rather than trust a count. It returns ctx.Err() when ctx ends
+	// and an ErrUnavailable error when the notification channel fails.
+	WatchCommits(ctx context.Context, fn func(b BucketID, nextOffset int64)) error
 
 	// PutKVSnapshot records a KV snapshot of a primary-key bucket; the epoch
 	// must be current (else ErrFenced). The snapshot gets the next id.
@@ -183,6 +206,7 @@ type BucketState struct {
 	Epoch       int64  // 0 before the first lease
 	LeaseExpiry time.Time
 	NextOffset  int64 // offset of the next record to commit
+	StartOffset int64 // first offset still retained (0 until retention deletes)
 }
 
 // Lease is a granted bucket leadership. Epoch fences every earlier leader.
@@ -215,6 +239,20 @@ type SegmentRange struct {
 	MinTimestamp time.Time
 	MaxTimestamp time.Time
 	CommittedAt  time.Time // set by the store
+	// Writers are the idempotent writers with requests in this range; on
+	// commit the store records each one's sequence for the bucket
+	// (replacing an older one). Not returned by ListSegments.
+	Writers []WriterSequence
+}
+
+// WriterSequence is an idempotent writer's last committed request in a
+// bucket: its sequence and the offsets that request got there.
+type WriterSequence struct {
+	WriterID   string
+	Sequence   int64
+	BaseOffset int64
+	EndOffset  int64     // exclusive
+	UpdatedAt  time.Time // set by the store
 }
 
 // KVSnapshot records a snapshot of a primary-key bucket's KV state covering

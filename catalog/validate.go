@@ -370,6 +370,20 @@ func (s Segment) Validate() error {
 			return invalid(field+".bucket", "bucket %v also in ranges[%d]", r.Bucket, j)
 		}
 		seen[r.Bucket] = i
+		writers := make(map[string]int, len(r.Writers))
+		for j, w := range r.Writers {
+			wf := fmt.Sprintf("%s.writers[%d]", field, j)
+			if w.WriterID == "" {
+				return invalid(wf+".writer_id", "writer id is empty")
+			}
+			if k, dup := writers[w.WriterID]; dup {
+				return invalid(wf+".writer_id", "writer %q also in writers[%d]", w.WriterID, k)
+			}
+			writers[w.WriterID] = j
+			if w.BaseOffset < r.BaseOffset || w.EndOffset > r.EndOffset || w.EndOffset < w.BaseOffset {
+				return invalid(wf, "offsets [%d, %d) are not within the range's [%d, %d)", w.BaseOffset, w.EndOffset, r.BaseOffset, r.EndOffset)
+			}
+		}
 	}
 	return nil
 }

@@ -173,13 +173,17 @@ func TestSegmentValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, seg := range map[string]catalog.Segment{
-		"no key":      {Ranges: good.Ranges},
-		"no ranges":   {ObjectKey: "k"},
-		"empty":       {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, BaseOffset: 1, EndOffset: 1}}},
-		"negative":    {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, BaseOffset: -1, EndOffset: 1}}},
-		"bytes":       {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 1, ByteLength: -1}}},
-		"other key":   {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 1, ObjectKey: "j"}}},
-		"same bucket": {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 1}, {Bucket: b, BaseOffset: 1, EndOffset: 2}}},
+		"no key":           {Ranges: good.Ranges},
+		"no ranges":        {ObjectKey: "k"},
+		"empty":            {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, BaseOffset: 1, EndOffset: 1}}},
+		"negative":         {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, BaseOffset: -1, EndOffset: 1}}},
+		"bytes":            {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 1, ByteLength: -1}}},
+		"other key":        {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 1, ObjectKey: "j"}}},
+		"same bucket":      {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 1}, {Bucket: b, BaseOffset: 1, EndOffset: 2}}},
+		"writer id":        {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 1, Writers: []catalog.WriterSequence{{EndOffset: 1}}}}},
+		"writer twice":     {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 2, Writers: []catalog.WriterSequence{{WriterID: "w", EndOffset: 1}, {WriterID: "w", BaseOffset: 1, EndOffset: 2}}}}},
+		"writer outside":   {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 1, Writers: []catalog.WriterSequence{{WriterID: "w", EndOffset: 2}}}}},
+		"writer backwards": {ObjectKey: "k", Ranges: []catalog.SegmentRange{{Bucket: b, EndOffset: 2, Writers: []catalog.WriterSequence{{WriterID: "w", BaseOffset: 2, EndOffset: 1}}}}},
 	} {
 		if err := seg.Validate(); !errors.Is(err, catalog.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)

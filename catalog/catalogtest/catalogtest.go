@@ -75,22 +75,44 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store, opts ...Option
 		{"KVSnapshots", testKVSnapshots},
 		{"TieredOffsets", testTieredOffsets},
 		{"DropTableRemovesAll", testDropTableRemovesAll},
+		{"WriterSequences", testWriterSequences},
+		{"OffsetForTimestamp", testOffsetForTimestamp},
+		{"DeleteRangesBefore", testDeleteRangesBefore},
+		{"UnknownObjects", testUnknownObjects},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
-	t.Run("RaceLeaders", func(t *testing.T) {
-		s := open(t)
-		handles := make([]catalog.Store, raceContenders)
-		for i := range handles {
-			handles[i] = s
+	// handles returns n handles onto s's backing store: separate ones with
+	// WithHandles, else s itself n times.
+	handles := func(t *testing.T, s catalog.Store, n int) []catalog.Store {
+		hs := make([]catalog.Store, n)
+		for i := range hs {
+			hs[i] = s
 			if cfg.handle != nil {
 				h := cfg.handle(t, s)
 				t.Cleanup(func() { _ = h.Close() })
-				handles[i] = h
+				hs[i] = h
 			}
 		}
-		testRaceLeaders(t, s, handles)
+		return hs
+	}
+	t.Run("RaceLeaders", func(t *testing.T) {
+		s := open(t)
+		testRaceLeaders(t, s, handles(t, s, raceContenders))
+	})
+	t.Run("DeleteRangesConcurrently", func(t *testing.T) {
+		s := open(t)
+		testDeleteRangesConcurrently(t, s, handles(t, s, 4))
+	})
+	t.Run("WatchCommits", func(t *testing.T) {
+		s := open(t)
+		testWatchCommits(t, s, handles(t, s, 1)[0])
+	})
+	t.Run("WatchClosed", func(t *testing.T) {
+		s := newStore(t)
+		t.Cleanup(func() { _ = s.Close() }) // a second Close; its error is not the point
+		testWatchClosed(t, s)
 	})
 }
 

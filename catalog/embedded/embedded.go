@@ -15,6 +15,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,12 +35,27 @@ var (
 	bktObjects    = []byte("objects")     // object key -> objectRec
 	bktKV         = []byte("kv")          // bucketKey, u64 id -> kvRec; its sequence numbers snapshots
 	bktTiered     = []byte("tiered")      // bucketKey -> tieredRec
+	bktWriters    = []byte("writers")     // bucketKey, writer id -> writerRec
 )
 
 // Store is a catalog.Store in a bbolt file. It is safe for concurrent use.
 type Store struct {
 	db  *bolt.DB
 	now func() time.Time
+
+	mu        sync.Mutex
+	watchers  map[*watcher]struct{}
+	closed    chan struct{} // closed by Close; ends WatchCommits
+	closeOnce sync.Once
+}
+
+// watcher is one WatchCommits call: the newest next offset of every bucket
+// committed since it last looked, and a signal (capacity 1) that there is
+// something to look at. Commits never block on a slow watcher; they
+// coalesce per bucket.
+type watcher struct {
+	pending map[catalog.BucketID]int64 // guarded by Store.mu
+	signal  chan struct{}
 }
 
 var _ catalog.Store = (*Store)(nil)
@@ -55,7 +71,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("catalog/embedded: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bktDatabases, bktTables, bktTableNames, bktSchemas, bktBuckets, bktRanges, bktObjects, bktKV, bktTiered} {
+		for _, name := range [][]byte{bktDatabases, bktTables, bktTableNames, bktSchemas, bktBuckets, bktRanges, bktObjects, bktKV, bktTiered, bktWriters} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -66,11 +82,16 @@ func Open(path string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("catalog/embedded: initialise %s: %w", path, err)
 	}
-	return &Store{db: db, now: func() time.Time { return time.Now().UTC() }}, nil
+	return &Store{
+		db: db, now: func() time.Time { return time.Now().UTC() },
+		watchers: map[*watcher]struct{}{}, closed: make(chan struct{}),
+	}, nil
 }
 
-// Close closes the file. Calls after Close fail.
+// Close closes the file and ends running WatchCommits calls (with
+// ErrUnavailable). Calls after Close fail.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("catalog/embedded: close: %w", err)
 	}
@@ -107,6 +128,13 @@ type (
 		Epoch       int64     `json:"epoch"`
 		LeaseExpiry time.Time `json:"lease_expiry"`
 		NextOffset  int64     `json:"next_offset"`
+		StartOffset int64     `json:"start_offset,omitempty"`
+	}
+	writerRec struct {
+		Sequence   int64     `json:"sequence"`
+		BaseOffset int64     `json:"base_offset"`
+		EndOffset  int64     `json:"end_offset"`
+		UpdatedAt  time.Time `json:"updated_at"`
 	}
 	rangeRec struct {
 		Epoch        int64     `json:"epoch"`
@@ -496,12 +524,13 @@ func dropTable(tx *bolt.Tx, id int64) error {
 		if err := json.Unmarshal(v, &r); err != nil {
 			return fmt.Errorf("catalog/embedded: corrupt range %x: %w", k, err)
 		}
-		return unrefObject(objects, r.ObjectKey)
+		_, err := unrefObject(objects, r.ObjectKey)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	for _, name := range [][]byte{bktSchemas, bktBuckets, bktKV, bktTiered} {
+	for _, name := range [][]byte{bktSchemas, bktBuckets, bktKV, bktTiered, bktWriters} {
 		if err := deletePrefix(tx.Bucket(name), p, nil); err != nil {
 			return err
 		}
@@ -509,16 +538,18 @@ func dropTable(tx *bolt.Tx, id int64) error {
 	return nil
 }
 
-func unrefObject(objects *bolt.Bucket, key string) error {
+// unrefObject counts one range of an object as gone and deletes the
+// object's row with its last range, reporting whether it did.
+func unrefObject(objects *bolt.Bucket, key string) (bool, error) {
 	o, ok, err := get[objectRec](objects, []byte(key))
 	if err != nil || !ok {
-		return err
+		return false, err
 	}
 	o.Ranges--
 	if o.Ranges <= 0 {
-		return objects.Delete([]byte(key))
+		return true, objects.Delete([]byte(key))
 	}
-	return put(objects, []byte(key), o)
+	return false, put(objects, []byte(key), o)
 }
 
 // AddColumns implements catalog.Store.
@@ -590,7 +621,8 @@ func (s *Store) ListBuckets(ctx context.Context, tableID int64) ([]catalog.Bucke
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("catalog/embedded: corrupt bucket %x: %w", k, err)
 			}
-			out = append(out, catalog.BucketState{BucketID: decodeBucketKey(k), Leader: r.Leader, Epoch: r.Epoch, LeaseExpiry: r.LeaseExpiry, NextOffset: r.NextOffset})
+			out = append(out, catalog.BucketState{BucketID: decodeBucketKey(k), Leader: r.Leader, Epoch: r.Epoch, LeaseExpiry: r.LeaseExpiry,
+				NextOffset: r.NextOffset, StartOffset: r.StartOffset})
 		}
 		return nil
 	})
@@ -706,7 +738,7 @@ func (s *Store) CommitSegment(ctx context.Context, seg catalog.Segment) error {
 	}
 	ranges := slices.Clone(seg.Ranges)
 	slices.SortFunc(ranges, func(a, b catalog.SegmentRange) int { return a.Bucket.Compare(b.Bucket) })
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
 		recs := make([]bucketRec, len(ranges))
 		for i, r := range ranges {
 			rec, err := currentBucket(tx, r.Bucket, "", r.Epoch, fmt.Sprintf("segment %q", seg.ObjectKey))
@@ -740,9 +772,45 @@ func (s *Store) CommitSegment(ctx context.Context, seg catalog.Segment) error {
 			if err := put(tx.Bucket(bktBuckets), key, recs[i]); err != nil {
 				return err
 			}
+			writers := tx.Bucket(bktWriters)
+			for _, w := range r.Writers {
+				wkey := append(slices.Clone(key), w.WriterID...)
+				cur, ok, err := get[writerRec](writers, wkey)
+				if err != nil {
+					return err
+				}
+				if ok && cur.Sequence >= w.Sequence {
+					continue
+				}
+				if err := put(writers, wkey, writerRec{Sequence: w.Sequence, BaseOffset: w.BaseOffset, EndOffset: w.EndOffset, UpdatedAt: now}); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	s.notify(ranges)
+	return nil
+}
+
+// notify tells every watcher about committed ranges.
+func (s *Store) notify(ranges []catalog.SegmentRange) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w := range s.watchers {
+		for _, r := range ranges {
+			if cur, ok := w.pending[r.Bucket]; !ok || r.EndOffset > cur {
+				w.pending[r.Bucket] = r.EndOffset
+			}
+		}
+		select {
+		case w.signal <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // ListSegments implements catalog.Store. A bucket without a row has no
@@ -896,4 +964,193 @@ func (s *Store) TieredOffsets(ctx context.Context, tableID int64) ([]catalog.Tie
 		return nil
 	})
 	return out, err
+}
+
+// OffsetForTimestamp implements catalog.Store. ErrNotFound if the bucket
+// has no row.
+func (s *Store) OffsetForTimestamp(ctx context.Context, b catalog.BucketID, ts time.Time) (int64, error) {
+	var off int64
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		key := bucketKey(b)
+		rec, ok, err := get[bucketRec](tx.Bucket(bktBuckets), key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("bucket %v", b)
+		}
+		off = rec.NextOffset
+		c := tx.Bucket(bktRanges).Cursor()
+		for k, v := c.Seek(key); k != nil && bytes.HasPrefix(k, key); k, v = c.Next() {
+			var r rangeRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("catalog/embedded: corrupt range %x: %w", k, err)
+			}
+			if !r.MaxTimestamp.Before(ts) {
+				off = int64(binary.BigEndian.Uint64(k[len(key):]))
+				return nil
+			}
+		}
+		return nil
+	})
+	return off, err
+}
+
+// DeleteRangesBefore implements catalog.Store. ErrNotFound if the bucket has
+// no row.
+func (s *Store) DeleteRangesBefore(ctx context.Context, b catalog.BucketID, offset int64) ([]string, error) {
+	var orphans []string
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		orphans = nil
+		key := bucketKey(b)
+		buckets := tx.Bucket(bktBuckets)
+		rec, ok, err := get[bucketRec](buckets, key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("bucket %v", b)
+		}
+		ranges, objects := tx.Bucket(bktRanges), tx.Bucket(bktObjects)
+		newStart := min(max(offset, 0), rec.NextOffset)
+		var doomed [][]byte
+		c := ranges.Cursor()
+		for k, v := c.Seek(key); k != nil && bytes.HasPrefix(k, key); k, v = c.Next() {
+			var r rangeRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("catalog/embedded: corrupt range %x: %w", k, err)
+			}
+			if r.EndOffset > offset {
+				newStart = int64(binary.BigEndian.Uint64(k[len(key):]))
+				break
+			}
+			doomed = append(doomed, slices.Clone(k))
+			gone, err := unrefObject(objects, r.ObjectKey)
+			if err != nil {
+				return err
+			}
+			if gone {
+				orphans = append(orphans, r.ObjectKey)
+			}
+		}
+		for _, k := range doomed {
+			if err := ranges.Delete(k); err != nil {
+				return err
+			}
+		}
+		if newStart > rec.StartOffset {
+			rec.StartOffset = newStart
+			return put(buckets, key, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(orphans)
+	return orphans, nil
+}
+
+// UnknownObjects implements catalog.Store. The result keeps the order of
+// keys, each key once. It reads every KV snapshot record.
+func (s *Store) UnknownObjects(ctx context.Context, keys []string) ([]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	var out []string
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		known := map[string]bool{}
+		objects := tx.Bucket(bktObjects)
+		for _, k := range keys {
+			if objects.Get([]byte(k)) != nil {
+				known[k] = true
+			}
+		}
+		err := tx.Bucket(bktKV).ForEach(func(k, v []byte) error {
+			var r kvRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("catalog/embedded: corrupt kv snapshot %x: %w", k, err)
+			}
+			for _, f := range r.Files {
+				known[f] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if !known[k] {
+				known[k] = true // each key once
+				out = append(out, k)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// WriterSequences implements catalog.Store, ordered by writer id. A bucket
+// without a row has none (nil, no error).
+func (s *Store) WriterSequences(ctx context.Context, b catalog.BucketID) ([]catalog.WriterSequence, error) {
+	var out []catalog.WriterSequence
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		p := bucketKey(b)
+		c := tx.Bucket(bktWriters).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			var r writerRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("catalog/embedded: corrupt writer sequence %x: %w", k, err)
+			}
+			out = append(out, catalog.WriterSequence{WriterID: string(k[len(p):]), Sequence: r.Sequence,
+				BaseOffset: r.BaseOffset, EndOffset: r.EndOffset, UpdatedAt: r.UpdatedAt})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// WatchCommits implements catalog.Store with an in-process broadcast that
+// CommitSegment feeds after its transaction commits. fn runs on the calling
+// goroutine; commits never wait for it: while fn runs, further commits are
+// coalesced to the newest next offset per bucket, and a bucket's next
+// offset is never reported lower than one reported before. It returns
+// ctx.Err() when ctx ends and ErrUnavailable once the store is closed.
+func (s *Store) WatchCommits(ctx context.Context, fn func(b catalog.BucketID, nextOffset int64)) error {
+	w := &watcher{pending: map[catalog.BucketID]int64{}, signal: make(chan struct{}, 1)}
+	s.mu.Lock()
+	s.watchers[w] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.watchers, w)
+		s.mu.Unlock()
+	}()
+	reported := map[catalog.BucketID]int64{}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closed:
+			return fmt.Errorf("catalog/embedded: watch commits: store closed: %w", catalog.ErrUnavailable)
+		case <-w.signal:
+		}
+		s.mu.Lock()
+		pending := w.pending
+		w.pending = map[catalog.BucketID]int64{}
+		s.mu.Unlock()
+		ids := slices.SortedFunc(maps.Keys(pending), catalog.BucketID.Compare)
+		for _, b := range ids {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			next := pending[b]
+			if prev, ok := reported[b]; ok && next <= prev {
+				continue // a late signal of a commit already reported
+			}
+			reported[b] = next
+			fn(b, next)
+		}
+	}
 }

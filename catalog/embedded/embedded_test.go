@@ -9,6 +9,7 @@ import (
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/catalog/catalogtest"
 	"github.com/strom-io/strom/catalog/embedded"
+	bolt "go.etcd.io/bbolt"
 )
 
 func open(t *testing.T, path string) *embedded.Store {
@@ -92,5 +93,71 @@ func TestReopen(t *testing.T) {
 	again, err := s.CreateTable(ctx, got.TableSpec)
 	if err != nil || again.ID <= tbl.ID {
 		t.Fatalf("recreate after reopen = %+v, %v", again, err)
+	}
+}
+
+// TestReopenRetention checks that writer sequences and start offsets
+// survive reopening, and that a file without the writers bucket (written
+// before it existed) opens.
+func TestReopenRetention(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	s := open(t, path)
+	if _, err := s.CreateDatabase(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := s.CreateTable(ctx, catalog.TableSpec{Database: "db", Name: "t", Buckets: 1,
+		Schema: catalog.Schema{Columns: []catalog.Column{{Name: "id", Type: catalog.BigInt}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := catalog.BucketID{TableID: tbl.ID}
+	l, err := s.AcquireLease(ctx, b, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range []string{"o1", "o2"} {
+		base := int64(i) * 5
+		if err := s.CommitSegment(ctx, catalog.Segment{ObjectKey: key, Ranges: []catalog.SegmentRange{{Bucket: b, Epoch: l.Epoch, BaseOffset: base, EndOffset: base + 5,
+			Writers: []catalog.WriterSequence{{WriterID: "w", Sequence: int64(i), BaseOffset: base, EndOffset: base + 5}}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if orphans, err := s.DeleteRangesBefore(ctx, b, 5); err != nil || len(orphans) != 1 || orphans[0] != "o1" {
+		t.Fatalf("DeleteRangesBefore = %q, %v", orphans, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Make it a file from before the writers bucket existed.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("writers")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	bs, err := s.ListBuckets(ctx, tbl.ID)
+	if err != nil || bs[0].StartOffset != 5 || bs[0].NextOffset != 10 {
+		t.Fatalf("ListBuckets after reopen = %+v, %v", bs, err)
+	}
+	if ws, err := s.WriterSequences(ctx, b); err != nil || len(ws) != 0 {
+		t.Fatalf("WriterSequences of an old file = %+v, %v", ws, err)
+	}
+	if err := s.CommitSegment(ctx, catalog.Segment{ObjectKey: "o3", Ranges: []catalog.SegmentRange{{Bucket: b, Epoch: l.Epoch, BaseOffset: 10, EndOffset: 11,
+		Writers: []catalog.WriterSequence{{WriterID: "w", Sequence: 9, BaseOffset: 10, EndOffset: 11}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	defer s.Close()
+	if ws, err := s.WriterSequences(ctx, b); err != nil || len(ws) != 1 || ws[0].Sequence != 9 || ws[0].BaseOffset != 10 {
+		t.Fatalf("WriterSequences after reopen = %+v, %v", ws, err)
 	}
 }

@@ -6,17 +6,19 @@
 // tern's advisory lock, so concurrent Opens are safe. Lease expiry is judged
 // by the database clock (now()), never by the caller's. CommitSegment runs in
 // one transaction that locks the affected bucket rows in (table, partition,
-// bucket) order and notifies channel "strom_commits" with the table id.
+// bucket) order and notifies channel "strom_commits" once per committed
+// range with a JSON Notification; WatchCommits listens on a dedicated
+// connection.
 package postgres
 
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -28,9 +30,20 @@ import (
 	"github.com/strom-io/strom/catalog"
 )
 
-// NotifyChannel is the channel CommitSegment notifies, with the committed
-// table's id in decimal as the payload, once per table per commit.
+// NotifyChannel is the channel CommitSegment notifies, once per committed
+// range, with a JSON Notification as the payload. PostgreSQL delivers the
+// notifications when the transaction commits, and never those of a
+// transaction that rolls back.
 const NotifyChannel = "strom_commits"
+
+// Notification is the JSON payload on NotifyChannel:
+// {"table_id":7,"partition":"","bucket":3,"next_offset":120}.
+type Notification struct {
+	TableID    int64  `json:"table_id"`
+	Partition  string `json:"partition"`
+	Bucket     int32  `json:"bucket"`
+	NextOffset int64  `json:"next_offset"`
+}
 
 // VersionTable is the table in which tern records the applied schema
 // version.
@@ -42,6 +55,9 @@ var migrationFS embed.FS
 // Store is a catalog.Store on PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// closed is cancelled by Close; it ends running WatchCommits calls.
+	closed      context.Context
+	closeCancel context.CancelFunc
 }
 
 var _ catalog.Store = (*Store)(nil)
@@ -74,7 +90,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	closed, cancel := context.WithCancel(context.Background())
+	return &Store{pool: pool, closed: closed, closeCancel: cancel}, nil
 }
 
 // migrateSchema applies the embedded migrations with tern.
@@ -101,8 +118,10 @@ func migrateSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// Close closes the connection pool.
+// Close closes the connection pool and ends running WatchCommits calls
+// (with ErrUnavailable).
 func (s *Store) Close() error {
+	s.closeCancel()
 	s.pool.Close()
 	return nil
 }
@@ -272,9 +291,33 @@ func dropTables(ctx context.Context, tx pgx.Tx, ids []int64) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM tables WHERE id = ANY($1)`, ids); err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `DELETE FROM segments s WHERE s.id = ANY($1)
-		AND NOT EXISTS (SELECT 1 FROM segment_ranges r WHERE r.segment_id = s.id)`, segs)
+	_, err = deleteEmptySegments(ctx, tx, segs)
 	return err
+}
+
+// deleteEmptySegments deletes those of the segment rows segs that no range
+// refers to any more and returns their object keys, ordered. It first locks
+// the rows (in id order, so concurrent callers cannot deadlock); the delete
+// then runs with a snapshot taken after the lock was granted, so of two
+// transactions that each remove the last ranges of different buckets of one
+// object, the second to commit sees the first's deletions and removes the
+// row.
+func deleteEmptySegments(ctx context.Context, tx pgx.Tx, segs []int64) ([]string, error) {
+	if len(segs) == 0 {
+		return nil, nil
+	}
+	if _, err := tx.Exec(ctx, `SELECT id FROM segments WHERE id = ANY($1) ORDER BY id FOR UPDATE`, segs); err != nil {
+		return nil, err
+	}
+	rows, _ := tx.Query(ctx, `DELETE FROM segments s WHERE s.id = ANY($1)
+		AND NOT EXISTS (SELECT 1 FROM segment_ranges r WHERE r.segment_id = s.id)
+		RETURNING s.object_key`, segs)
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(keys)
+	return nilIfEmpty(keys), nil
 }
 
 const tableColumns = `t.id, t.database, t.name, t.schema_version, t.buckets, t.bucket_key,
@@ -451,12 +494,12 @@ func (s *Store) SchemaVersions(ctx context.Context, tableID int64) ([]catalog.Sc
 	return vs, nil
 }
 
-const bucketColumns = `table_id, partition, bucket, leader, epoch, lease_expiry, next_offset`
+const bucketColumns = `table_id, partition, bucket, leader, epoch, lease_expiry, next_offset, start_offset`
 
 func scanBucket(r pgx.Row) (catalog.BucketState, error) {
 	var b catalog.BucketState
 	var expiry *time.Time
-	err := r.Scan(&b.TableID, &b.Partition, &b.Bucket, &b.Leader, &b.Epoch, &expiry, &b.NextOffset)
+	err := r.Scan(&b.TableID, &b.Partition, &b.Bucket, &b.Leader, &b.Epoch, &expiry, &b.NextOffset, &b.StartOffset)
 	if expiry != nil {
 		b.LeaseExpiry = *expiry
 	}
@@ -612,7 +655,7 @@ func (s *Store) CommitSegment(ctx context.Context, seg catalog.Segment) error {
 		tids[i], parts[i], bkts[i] = b.TableID, b.Partition, b.Bucket
 	}
 	return s.inTx(ctx, fmt.Sprintf("commit segment %q", seg.ObjectKey), func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, `SELECT b.table_id, b.partition, b.bucket, b.leader, b.epoch, b.lease_expiry, b.next_offset
+		rows, _ := tx.Query(ctx, `SELECT b.table_id, b.partition, b.bucket, b.leader, b.epoch, b.lease_expiry, b.next_offset, b.start_offset
 			FROM buckets b JOIN unnest($1::bigint[], $2::text[], $3::int[]) AS k(table_id, partition, bucket)
 			  ON b.table_id = k.table_id AND b.partition = k.partition AND b.bucket = k.bucket
 			ORDER BY b.table_id, b.partition, b.bucket
@@ -646,7 +689,6 @@ func (s *Store) CommitSegment(ctx context.Context, seg catalog.Segment) error {
 			return err
 		}
 		batch := &pgx.Batch{}
-		notified := map[int64]bool{}
 		for _, idx := range order {
 			r := seg.Ranges[idx]
 			b := r.Bucket
@@ -657,10 +699,19 @@ func (s *Store) CommitSegment(ctx context.Context, seg catalog.Segment) error {
 				r.ByteOffset, r.ByteLength, r.RowCount, r.MinTimestamp, r.MaxTimestamp)
 			batch.Queue(`UPDATE buckets SET next_offset = $4 WHERE table_id = $1 AND partition = $2 AND bucket = $3`,
 				b.TableID, b.Partition, b.Bucket, r.EndOffset)
-			if !notified[b.TableID] {
-				notified[b.TableID] = true
-				batch.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, strconv.FormatInt(b.TableID, 10))
+			for _, w := range r.Writers {
+				batch.Queue(`INSERT INTO writer_sequences (table_id, partition, bucket, writer_id, sequence, base_offset, end_offset)
+					VALUES ($1, $2, $3, $4, $5, $6, $7)
+					ON CONFLICT (table_id, partition, bucket, writer_id) DO UPDATE
+					SET sequence = EXCLUDED.sequence, base_offset = EXCLUDED.base_offset, end_offset = EXCLUDED.end_offset, updated_at = now()
+					WHERE writer_sequences.sequence < EXCLUDED.sequence`,
+					b.TableID, b.Partition, b.Bucket, w.WriterID, w.Sequence, w.BaseOffset, w.EndOffset)
 			}
+			payload, err := json.Marshal(Notification{TableID: b.TableID, Partition: b.Partition, Bucket: b.Bucket, NextOffset: r.EndOffset})
+			if err != nil {
+				return err
+			}
+			batch.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, string(payload))
 		}
 		return tx.SendBatch(ctx, batch).Close()
 	})
@@ -795,4 +846,153 @@ func (s *Store) TieredOffsets(ctx context.Context, tableID int64) ([]catalog.Tie
 		return nil, mapErr(fmt.Sprintf("tiered offsets of table %d", tableID), err)
 	}
 	return nilIfEmpty(os), nil
+}
+
+// OffsetForTimestamp implements catalog.Store. ErrNotFound if the bucket
+// has no row.
+func (s *Store) OffsetForTimestamp(ctx context.Context, b catalog.BucketID, ts time.Time) (int64, error) {
+	var off int64
+	err := s.pool.QueryRow(ctx, `SELECT COALESCE(
+			(SELECT min(r.base_offset) FROM segment_ranges r
+			 WHERE r.table_id = b.table_id AND r.partition = b.partition AND r.bucket = b.bucket AND r.max_timestamp >= $4),
+			b.next_offset)
+		FROM buckets b WHERE b.table_id = $1 AND b.partition = $2 AND b.bucket = $3`,
+		b.TableID, b.Partition, b.Bucket, ts).Scan(&off)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, notFound("bucket %v", b)
+	}
+	if err != nil {
+		return 0, mapErr(fmt.Sprintf("offset for timestamp in %v", b), err)
+	}
+	return off, nil
+}
+
+// DeleteRangesBefore implements catalog.Store. It locks the bucket row,
+// deletes the ranges ending at or before offset, moves start_offset to the
+// first remaining range's base (or to offset, at most next_offset, when no
+// range remains; never backwards) and deletes the segment rows left without
+// ranges, in one transaction. ErrNotFound if the bucket has no row.
+func (s *Store) DeleteRangesBefore(ctx context.Context, b catalog.BucketID, offset int64) ([]string, error) {
+	var orphans []string
+	err := s.inTx(ctx, fmt.Sprintf("delete ranges of %v before %d", b, offset), func(tx pgx.Tx) error {
+		var next, start int64
+		err := tx.QueryRow(ctx, `SELECT next_offset, start_offset FROM buckets
+			WHERE table_id = $1 AND partition = $2 AND bucket = $3 FOR NO KEY UPDATE`,
+			b.TableID, b.Partition, b.Bucket).Scan(&next, &start)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("bucket %v", b)
+		}
+		if err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, `DELETE FROM segment_ranges
+			WHERE table_id = $1 AND partition = $2 AND bucket = $3 AND end_offset <= $4
+			RETURNING segment_id`, b.TableID, b.Partition, b.Bucket, offset)
+		segs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		var first *int64
+		if err := tx.QueryRow(ctx, `SELECT min(base_offset) FROM segment_ranges
+			WHERE table_id = $1 AND partition = $2 AND bucket = $3`, b.TableID, b.Partition, b.Bucket).Scan(&first); err != nil {
+			return err
+		}
+		newStart := min(max(offset, 0), next)
+		if first != nil {
+			newStart = *first
+		}
+		if newStart > start {
+			if _, err := tx.Exec(ctx, `UPDATE buckets SET start_offset = $4 WHERE table_id = $1 AND partition = $2 AND bucket = $3`,
+				b.TableID, b.Partition, b.Bucket, newStart); err != nil {
+				return err
+			}
+		}
+		slices.Sort(segs)
+		orphans, err = deleteEmptySegments(ctx, tx, slices.Compact(segs))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return orphans, nil
+}
+
+// UnknownObjects implements catalog.Store. The result keeps the order of
+// keys, each key once.
+func (s *Store) UnknownObjects(ctx context.Context, keys []string) ([]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT k.key FROM unnest($1::text[]) WITH ORDINALITY AS k(key, ord)
+		WHERE NOT EXISTS (SELECT 1 FROM segments s WHERE s.object_key = k.key)
+		  AND NOT EXISTS (SELECT 1 FROM kv_snapshots v WHERE v.files @> ARRAY[k.key])
+		GROUP BY k.key ORDER BY min(k.ord)`, keys)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, mapErr("unknown objects", err)
+	}
+	return nilIfEmpty(out), nil
+}
+
+// WriterSequences implements catalog.Store, ordered by writer id. A bucket
+// without a row has none (nil, no error).
+func (s *Store) WriterSequences(ctx context.Context, b catalog.BucketID) ([]catalog.WriterSequence, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT writer_id, sequence, base_offset, end_offset, updated_at FROM writer_sequences
+		WHERE table_id = $1 AND partition = $2 AND bucket = $3 ORDER BY writer_id`, b.TableID, b.Partition, b.Bucket)
+	ws, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.WriterSequence, error) {
+		var w catalog.WriterSequence
+		err := r.Scan(&w.WriterID, &w.Sequence, &w.BaseOffset, &w.EndOffset, &w.UpdatedAt)
+		return w, err
+	})
+	if err != nil {
+		return nil, mapErr(fmt.Sprintf("writer sequences of %v", b), err)
+	}
+	return nilIfEmpty(ws), nil
+}
+
+// WatchCommits implements catalog.Store. It opens a dedicated connection
+// (outside the pool, with the pool's connection settings), LISTENs on
+// NotifyChannel and calls fn, on the calling goroutine, for every
+// notification in the order PostgreSQL delivers them. Payloads that are not
+// a Notification (such as the bare table ids of older binaries during a
+// rolling upgrade) are skipped. It returns ctx.Err() when ctx ends, and an
+// ErrUnavailable error when the connection fails or the store is closed.
+// Commits made while no watch was listening are not reported.
+func (s *Store) WatchCommits(ctx context.Context, fn func(b catalog.BucketID, nextOffset int64)) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.closed, cancel)
+	defer stop()
+	fail := func(op string, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if s.closed.Err() != nil {
+			return fmt.Errorf("catalog/postgres: watch commits: store closed: %w", catalog.ErrUnavailable)
+		}
+		return fmt.Errorf("catalog/postgres: watch commits: %s: %w: %w", op, catalog.ErrUnavailable, err)
+	}
+	conn, err := pgx.ConnectConfig(wctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer ccancel()
+		_ = conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(wctx, "LISTEN "+pgx.Identifier{NotifyChannel}.Sanitize()); err != nil {
+		return fail("listen", err)
+	}
+	for {
+		n, err := conn.WaitForNotification(wctx)
+		if err != nil {
+			return fail("wait", err)
+		}
+		var p Notification
+		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
+			continue
+		}
+		fn(catalog.BucketID{TableID: p.TableID, Partition: p.Partition, Bucket: p.Bucket}, p.NextOffset)
+	}
 }

@@ -3,9 +3,14 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/catalog/catalogtest"
@@ -79,5 +84,241 @@ func TestUnavailable(t *testing.T) {
 	s.Close()
 	if _, err := s.ListDatabases(context.Background()); !errors.Is(err, catalog.ErrUnavailable) {
 		t.Fatalf("ListDatabases on a closed store: %v, want ErrUnavailable", err)
+	}
+}
+
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// leaseAll creates database db and a 4-bucket log table t and leases its
+// buckets 0 and 1.
+func leaseAll(t *testing.T, s *postgres.Store) (catalog.BucketID, catalog.BucketID, [2]int64) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.CreateDatabase(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := s.CreateTable(ctx, catalog.TableSpec{Database: "db", Name: "t", Buckets: 4, PartitionKey: "day",
+		Schema: catalog.Schema{Columns: []catalog.Column{{Name: "id", Type: catalog.BigInt}, {Name: "day", Type: catalog.Date}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b0 := catalog.BucketID{TableID: tbl.ID, Partition: "2024-05-01", Bucket: 0}
+	b1 := catalog.BucketID{TableID: tbl.ID, Bucket: 1}
+	var epochs [2]int64
+	for i, b := range []catalog.BucketID{b0, b1} {
+		l, err := s.AcquireLease(ctx, b, "w", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		epochs[i] = l.Epoch
+	}
+	return b0, b1, epochs
+}
+
+// TestNotifyPayload checks the wire contract on NotifyChannel: one JSON
+// notification per committed range, none for a failed commit.
+func TestNotifyPayload(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := testenv.Postgres(t)
+	s := open(t, dsn)
+	defer s.Close()
+	b0, b1, epochs := leaseAll(t, s)
+	c := connect(t, dsn)
+	if _, err := c.Exec(ctx, "LISTEN "+postgres.NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitSegment(ctx, catalog.Segment{ObjectKey: "gap", Ranges: []catalog.SegmentRange{{Bucket: b1, Epoch: epochs[1], BaseOffset: 1, EndOffset: 2}}}); !errors.Is(err, catalog.ErrOffsetGap) {
+		t.Fatalf("gap commit: %v", err)
+	}
+	if err := s.CommitSegment(ctx, catalog.Segment{ObjectKey: "o", Ranges: []catalog.SegmentRange{
+		{Bucket: b0, Epoch: epochs[0], BaseOffset: 0, EndOffset: 5},
+		{Bucket: b1, Epoch: epochs[1], BaseOffset: 0, EndOffset: 3},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprintf(`{"table_id":%d,"partition":"","bucket":1,"next_offset":3}`, b1.TableID),
+		fmt.Sprintf(`{"table_id":%d,"partition":"2024-05-01","bucket":0,"next_offset":5}`, b0.TableID),
+	}
+	for i, w := range want {
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := c.WaitForNotification(wctx)
+		wcancel()
+		if err != nil {
+			t.Fatalf("notification %d: %v", i, err)
+		}
+		if n.Channel != postgres.NotifyChannel || n.Payload != w {
+			t.Fatalf("notification %d = %s %s, want %s", i, n.Channel, n.Payload, w)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer wcancel()
+	if n, err := c.WaitForNotification(wctx); err == nil {
+		t.Fatalf("unexpected notification %s", n.Payload)
+	}
+}
+
+// waitListening waits up to 5s until a backend of the database has run
+// LISTEN and is idle, and returns its pid.
+func waitListening(t *testing.T, c *pgx.Conn) int32 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var pid int32
+		err := c.QueryRow(context.Background(), `SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle' AND query LIKE 'LISTEN %'`).Scan(&pid)
+		if err == nil {
+			return pid
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no backend is listening after 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWatchCommitsSkipsForeignPayloads: payloads that are not a
+// notification (the bare table ids of older binaries) are skipped.
+func TestWatchCommitsSkipsForeignPayloads(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := testenv.Postgres(t)
+	s := open(t, dsn)
+	defer s.Close()
+	_, b1, epochs := leaseAll(t, s)
+	type call struct {
+		b    catalog.BucketID
+		next int64
+	}
+	calls := make(chan call, 10)
+	wctx, wcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.WatchCommits(wctx, func(b catalog.BucketID, next int64) { calls <- call{b, next} })
+	}()
+	c := connect(t, dsn)
+	waitListening(t, c)
+	for _, p := range []string{"7", "not json", `{"table_id":`} {
+		if _, err := c.Exec(ctx, `SELECT pg_notify($1, $2)`, postgres.NotifyChannel, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CommitSegment(ctx, catalog.Segment{ObjectKey: "o", Ranges: []catalog.SegmentRange{{Bucket: b1, Epoch: epochs[1], BaseOffset: 0, EndOffset: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-calls:
+		if got != (call{b1, 3}) {
+			t.Fatalf("first call = %+v, want %v 3", got, b1)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no call within 5s")
+	}
+	wcancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("WatchCommits = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WatchCommits did not return within 5s of cancel")
+	}
+}
+
+// TestWatchCommitsConnectionLost: a terminated listening connection ends
+// the watch with ErrUnavailable.
+func TestWatchCommitsConnectionLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := testenv.Postgres(t)
+	s := open(t, dsn)
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.WatchCommits(ctx, func(catalog.BucketID, int64) {}) }()
+	c := connect(t, dsn)
+	pid := waitListening(t, c)
+	if _, err := c.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, catalog.ErrUnavailable) || ctx.Err() != nil {
+			t.Fatalf("WatchCommits after its connection died = %v, want ErrUnavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WatchCommits did not return within 5s of losing its connection")
+	}
+}
+
+// TestMigrateFromVersion1 upgrades a version-1 database holding data: the
+// new column defaults to 0, old rows keep working, and the down migration
+// of version 2 applies cleanly.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := testenv.Postgres(t)
+	c := connect(t, dsn)
+	m, err := migrate.NewMigrator(ctx, c, postgres.VersionTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(os.DirFS("migrations")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, `
+		INSERT INTO databases (name) VALUES ('db');
+		INSERT INTO tables (database, name, schema_version, buckets, bucket_key, partition_key, properties)
+			OVERRIDING SYSTEM VALUE VALUES ('db', 't', 1, 1, '{}', '', '{}');
+		INSERT INTO schema_versions (table_id, version, schema)
+			SELECT id, 1, '{"columns":[{"name":"id","type":"BIGINT","nullable":false}]}' FROM tables;
+		INSERT INTO buckets (table_id, partition, bucket, leader, epoch, lease_expiry, next_offset)
+			SELECT id, '', 0, 'old', 1, now() + interval '1 hour', 5 FROM tables;
+		INSERT INTO segments (object_key, size) VALUES ('old/1', 10);
+		INSERT INTO segment_ranges (table_id, partition, bucket, base_offset, end_offset, segment_id, epoch,
+			byte_offset, byte_length, row_count, min_timestamp, max_timestamp)
+			SELECT t.id, '', 0, 0, 5, s.id, 1, 0, 10, 5, now(), now() FROM tables t, segments s`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dsn)
+	defer s.Close()
+	tbl, err := s.GetTable(ctx, "db", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := catalog.BucketID{TableID: tbl.ID}
+	bs, err := s.ListBuckets(ctx, tbl.ID)
+	if err != nil || len(bs) != 1 || bs[0].StartOffset != 0 || bs[0].NextOffset != 5 {
+		t.Fatalf("ListBuckets after upgrade = %+v, %v", bs, err)
+	}
+	if err := s.CommitSegment(ctx, catalog.Segment{ObjectKey: "new/1", Ranges: []catalog.SegmentRange{{Bucket: b, Epoch: 1, BaseOffset: 5, EndOffset: 6,
+		Writers: []catalog.WriterSequence{{WriterID: "w", Sequence: 1, BaseOffset: 5, EndOffset: 6}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	orphans, err := s.DeleteRangesBefore(ctx, b, 5)
+	if err != nil || len(orphans) != 1 || orphans[0] != "old/1" {
+		t.Fatalf("DeleteRangesBefore after upgrade = %q, %v", orphans, err)
+	}
+	if err := m.MigrateTo(ctx, 1); err != nil {
+		t.Fatalf("down migration of version 2: %v", err)
+	}
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'buckets' AND column_name = 'start_offset'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("start_offset after down migration: %d, %v", n, err)
 	}
 }
