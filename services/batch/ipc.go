@@ -1,0 +1,329 @@
+package batch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/strom-io/strom/catalog"
+)
+
+// DecodeIPC reads an Arrow IPC stream sent by a client for a table of schema
+// s and returns its record batches, each with schema ArrowSchema(s) (so
+// field nullability and the TIMESTAMP_LTZ time zone are the table's, not the
+// client's). The caller releases every batch; on error none is returned and
+// everything allocated from mem has been freed.
+//
+// The input is untrusted; DecodeIPC never panics and fails with:
+//
+//   - ErrTooLarge (wrapped) when len(data) > maxBytes, or when the decoded
+//     buffers would occupy more than maxBytes of memory (only possible with
+//     LZ4- or ZSTD-compressed bodies, which are accepted);
+//   - ErrMalformed (wrapped) for bytes that are not an Arrow IPC stream (the
+//     streaming format, not the file format), a truncated stream, bytes after
+//     the end-of-stream marker, message metadata that is not a well-formed
+//     flatbuffer (offsets or vectors beyond the metadata, fields nested more
+//     than 64 deep, bodies beyond the input), or a batch that fails array.ValidateFull
+//     (buffer sizes, offsets, UTF-8, null counts) or whose columns are longer
+//     than the batch;
+//   - a *SchemaError when the stream's schema does not pass CheckSchema;
+//   - a *RowError for a null in a NOT NULL column or a value outside its
+//     type's domain (see the package doc), Row counting across all batches
+//     of the stream from zero.
+//
+// maxBytes must be positive. A stream without batches yields none.
+// An error that is none of these means s is invalid.
+func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int64) (_ []arrow.RecordBatch, err error) {
+	as, err := arrowSchema(s)
+	if err != nil {
+		return nil, err
+	}
+	if maxBytes <= 0 {
+		return nil, fmt.Errorf("batch: DecodeIPC maxBytes %d must be positive", maxBytes)
+	}
+	if int64(len(data)) > maxBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), maxBytes)
+	}
+	// arrow-go trusts the flatbuffer metadata (vector lengths, offsets,
+	// nesting), and some of what that lets a client make it do cannot be
+	// recovered from (allocating terabytes, endless recursion): check it all
+	// before arrow-go sees it.
+	if err := checkIPC(data, maxBytes); err != nil {
+		return nil, err
+	}
+	lim := &limitAllocator{mem: mem, limit: maxBytes}
+	// classify turns a reader failure into ErrTooLarge if the allocation
+	// budget caused it, else into ErrMalformed.
+	classify := func(cause any) error {
+		if lim.exceeded.Load() {
+			return fmt.Errorf("%w: the decoded batches need more than %d bytes of memory", ErrTooLarge, maxBytes)
+		}
+		return fmt.Errorf("%w: %v", ErrMalformed, cause)
+	}
+	var recs []arrow.RecordBatch // released here unless returned
+	var rdr *ipc.Reader
+	defer func() {
+		if p := recover(); p != nil {
+			err = classify(p)
+		}
+		if err != nil {
+			for _, r := range recs {
+				r.Release()
+			}
+			if rdr != nil {
+				rdr.Release()
+				rdr = nil
+			}
+			lim.freeAll() // what arrow-go had in flight when it panicked
+		}
+	}()
+
+	in := bytes.NewReader(data)
+	limit := ipc.WithBodySizeLimit(int64(len(data)))
+	mr := ipc.NewMessageReader(in, ipc.WithAllocator(lim), limit, ipc.WithMetadataSizeLimit(int64(len(data))))
+	rdr, err = ipc.NewReaderFromMessageReader(mr, ipc.WithAllocator(lim))
+	if err != nil { // the reader has released mr
+		return nil, classify(err)
+	}
+	defer func() {
+		if rdr != nil {
+			rdr.Release()
+		}
+	}()
+	if err := CheckSchema(s, rdr.Schema()); err != nil {
+		return nil, err
+	}
+	checks := make([]valueCheck, len(s.Columns))
+	for i, c := range s.Columns {
+		checks[i] = newValueCheck(c)
+	}
+	row := 0
+	for rdr.Next() {
+		rec := rdr.RecordBatch()
+		if err := array.ValidateRecordFull(rec); err != nil {
+			return nil, classify(err)
+		}
+		n := int(rec.NumRows())
+		for i := range s.Columns {
+			col := rec.Column(i)
+			if col.Len() != n {
+				return nil, classify(fmt.Sprintf("column %q has %d values in a batch of %d rows", s.Columns[i].Name, col.Len(), n))
+			}
+			if r, reason := checks[i].check(col); reason != "" {
+				return nil, &RowError{Row: row + r, Column: s.Columns[i].Name, Reason: reason}
+			}
+		}
+		cols := make([]arrow.Array, len(s.Columns))
+		var retyped []arrow.Array
+		for i := range cols {
+			cols[i] = rec.Column(i)
+			if !arrow.TypeEqual(cols[i].DataType(), as.Field(i).Type) { // TIMESTAMP_LTZ in another zone
+				cols[i] = retype(cols[i], as.Field(i).Type)
+				retyped = append(retyped, cols[i])
+			}
+		}
+		recs = append(recs, array.NewRecordBatch(as, cols, int64(n)))
+		for _, a := range retyped {
+			a.Release()
+		}
+		row += n
+	}
+	if err := rdr.Err(); err != nil {
+		return nil, classify(err)
+	}
+	if in.Len() > 0 {
+		return nil, classify(fmt.Sprintf("%d bytes after the end-of-stream marker", in.Len()))
+	}
+	return recs, nil
+}
+
+// retype returns col's data viewed as type dt (same layout); the caller
+// releases it.
+func retype(col arrow.Array, dt arrow.DataType) arrow.Array {
+	d := col.Data()
+	nd := array.NewData(dt, d.Len(), d.Buffers(), d.Children(), d.NullN(), d.Offset())
+	defer nd.Release()
+	return array.MakeFromData(nd)
+}
+
+// valueCheck checks that a decoded column holds only values FromJSON could
+// have produced for its column.
+type valueCheck struct {
+	col  catalog.Column
+	spec tsSpec
+}
+
+func newValueCheck(c catalog.Column) valueCheck {
+	v := valueCheck{col: c}
+	if c.Type.IsTimestamp() {
+		v.spec = tsSpec{unit: timestampUnit(c.Type.Precision), precision: c.Type.Precision, ltz: c.Type.Kind == catalog.KindTimestampLTZ}
+	}
+	return v
+}
+
+// check returns the first row of a (validated) array that breaks its
+// column's rules, with the reason.
+func (v valueCheck) check(a arrow.Array) (int, string) {
+	if !v.col.Nullable && a.NullN() > 0 {
+		for r := 0; r < a.Len(); r++ {
+			if a.IsNull(r) {
+				return r, "null value; the column is NOT NULL"
+			}
+		}
+	}
+	t := v.col.Type
+	switch a := a.(type) {
+	case *array.Decimal128:
+		for r := 0; r < a.Len(); r++ {
+			if a.IsValid(r) && !a.Value(r).FitsInPrecision(t.Precision) {
+				return r, fmt.Sprintf("want %s, got %s: more than %d digits",
+					t, formatDecimal(nil, a.Value(r), t.Scale), t.Precision)
+			}
+		}
+	case *array.Date32:
+		for r := 0; r < a.Len(); r++ {
+			if a.IsValid(r) && !dateInDomain(int64(a.Value(r))) {
+				return r, fmt.Sprintf("want DATE, got %d days from 1970-01-01: outside 0000-01-01 .. 9999-12-31", a.Value(r))
+			}
+		}
+	case *array.Time64:
+		for r := 0; r < a.Len(); r++ {
+			if us := int64(a.Value(r)); a.IsValid(r) && (us < 0 || us >= microsPerDay) {
+				return r, fmt.Sprintf("want TIME, got %d microseconds: outside 00:00:00 .. 23:59:59.999999", us)
+			}
+		}
+	case *array.Timestamp:
+		for r := 0; r < a.Len(); r++ {
+			if ts := int64(a.Value(r)); a.IsValid(r) && !timestampInDomain(ts, v.spec) {
+				return r, fmt.Sprintf("want %s, got %d (%s): outside years 0000..9999 or more fractional digits than %d",
+					t, ts, a.DataType(), t.Precision)
+			}
+		}
+	}
+	return 0, ""
+}
+
+// EncodeIPC writes record batches as one Arrow IPC stream (schema message,
+// the batches, end-of-stream marker), for responses. Every batch must have
+// schema (field names, types, nullability and metadata); opts are passed to
+// ipc.NewWriter, e.g. ipc.WithLZ4() or ipc.WithZstd() to compress bodies, or
+// ipc.WithAllocator. With no batches the stream holds only the schema.
+func EncodeIPC(schema *arrow.Schema, recs []arrow.RecordBatch, opts ...ipc.Option) ([]byte, error) {
+	if schema == nil {
+		return nil, errors.New("batch: EncodeIPC needs a schema")
+	}
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, append(opts, ipc.WithSchema(schema))...)
+	for i, rec := range recs {
+		if !rec.Schema().Equal(schema) {
+			w.Close()
+			return nil, fmt.Errorf("batch: EncodeIPC: batch %d has schema %s, want %s", i, rec.Schema(), schema)
+		}
+		if err := w.Write(rec); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("batch: EncodeIPC: batch %d: %w", i, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("batch: EncodeIPC: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// limitAllocator forwards to mem while the bytes it has handed out and not
+// got back stay within limit; beyond, it records the fact and panics, which
+// the IPC reader (or DecodeIPC) recovers into an error. It bounds what
+// hostile input (a forged uncompressed length, say) can make the reader
+// allocate. It also tracks every live allocation, so that after a failed
+// decode (where arrow-go may have panicked with buffers in flight) freeAll
+// returns everything to mem.
+type limitAllocator struct {
+	mem      memory.Allocator
+	limit    int64
+	exceeded atomic.Bool
+
+	mu   sync.Mutex
+	used int64
+	live map[*byte]int
+}
+
+var errBudget = errors.New("batch: allocation budget exceeded")
+
+// Allocate implements memory.Allocator.
+func (a *limitAllocator) Allocate(size int) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reserve(int64(size))
+	b := a.mem.Allocate(size)
+	a.track(b)
+	return b
+}
+
+// reserve panics unless n more bytes fit the limit; a.mu is held.
+func (a *limitAllocator) reserve(n int64) {
+	if n < 0 || a.used+n > a.limit {
+		a.exceeded.Store(true)
+		panic(errBudget)
+	}
+	a.used += n
+}
+
+func (a *limitAllocator) track(b []byte) {
+	if a.live == nil {
+		a.live = make(map[*byte]int)
+	}
+	a.live[unsafe.SliceData(b[:cap(b)])] = len(b)
+}
+
+// Reallocate implements memory.Allocator.
+func (a *limitAllocator) Reallocate(size int, b []byte) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	key := unsafe.SliceData(b[:cap(b)])
+	old, ok := a.live[key]
+	if !ok {
+		old = len(b)
+	}
+	a.reserve(max(int64(size)-int64(old), 0))
+	if int64(size) < int64(old) {
+		a.used -= int64(old - size)
+	}
+	delete(a.live, key)
+	nb := a.mem.Reallocate(size, b)
+	a.track(nb)
+	return nb
+}
+
+// Free implements memory.Allocator.
+func (a *limitAllocator) Free(b []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	key := unsafe.SliceData(b[:cap(b)])
+	size, ok := a.live[key]
+	if !ok {
+		return // freed by freeAll already
+	}
+	delete(a.live, key)
+	a.used -= int64(size)
+	a.mem.Free(b)
+}
+
+// freeAll returns every allocation still live to mem. Only for when nothing
+// references them any more.
+func (a *limitAllocator) freeAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for key, size := range a.live {
+		a.mem.Free(unsafe.Slice(key, size))
+	}
+	a.live = nil
+	a.used = 0
+}
