@@ -1,0 +1,573 @@
+package segment
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// RangeReader reads byte ranges of objects. objstore.BucketReader satisfies
+// it. GetRange must yield exactly length bytes (or fail); it may be called
+// from several goroutines at once.
+type RangeReader interface {
+	GetRange(ctx context.Context, key string, off, length int64) (io.ReadCloser, error)
+}
+
+// Defaults of [ReadOptions].
+const (
+	DefaultTailSize    = 64 << 10 // first GET: the section's last 64 KiB
+	DefaultCoalesceGap = 32 << 10 // merge chunk ranges less than 32 KiB apart
+	DefaultConcurrency = 4        // parallel GETs per ReadSection
+)
+
+// ReadOptions selects what [ReadSection] reads. The zero value reads every
+// stored column of every batch with the default allocator.
+type ReadOptions struct {
+	// Schema is the output schema: the table's current schema. Every
+	// returned record has the fields of Schema named by Columns, in that
+	// order, with Schema's types and nullability. A nullable column missing
+	// from an older batch comes back all null; a NOT NULL one is an error
+	// wrapping ErrSchemaMismatch, as is a stored column of another type.
+	// With a nil Schema, records have the stored fields of each batch.
+	Schema *arrow.Schema
+
+	// Columns projects by name; nil means all fields of Schema (or, with
+	// no Schema, all stored columns of each batch). A name that Schema
+	// (or, with no Schema, a selected batch) lacks is an error wrapping
+	// ErrUnknownColumn; naming a column twice is an error wrapping
+	// ErrInvalidOptions.
+	Columns []string
+
+	// FromOffset skips whole batches that end at or before it. The first
+	// returned batch may start before FromOffset: the caller slices it.
+	FromOffset int64
+
+	// MaxBytes, when positive, stops after the first batch whose projected
+	// chunk bytes (encoded, as stored) bring the total to MaxBytes or more.
+	// At least one batch is returned if any remains after FromOffset.
+	MaxBytes int64
+
+	// TailSize is the length of the first GET, from the end of the section
+	// (default DefaultTailSize; at least the index is fetched). Chunks that
+	// lie inside it are not fetched again, so a small section takes one GET.
+	TailSize int64
+
+	// CoalesceGap merges the ranges of two wanted chunks into one GET when
+	// fewer than CoalesceGap unwanted bytes lie between them (default
+	// DefaultCoalesceGap; negative disables merging).
+	CoalesceGap int64
+
+	// Concurrency bounds parallel GETs (default DefaultConcurrency).
+	Concurrency int
+
+	// Allocator allocates the returned arrays (default
+	// memory.DefaultAllocator).
+	Allocator memory.Allocator
+}
+
+// ReadBatch is one batch read by [ReadSection]. Row i has offset
+// BaseOffset+i and append time Timestamp; readers synthesize the `_offset`
+// and `_timestamp` columns from them.
+type ReadBatch struct {
+	BaseOffset    int64
+	Timestamp     time.Time // UTC, microsecond precision
+	SchemaVersion int32
+	// Record holds the projected columns. The caller must Release it.
+	Record arrow.RecordBatch
+}
+
+// ReadStats reports the I/O of one [ReadSection].
+type ReadStats struct {
+	Gets         int   // GetRange calls
+	BytesFetched int64 // bytes of all GetRange calls
+	IndexBytes   int64 // section index and its 8-byte trailer
+	ChunkBytes   int64 // bytes of the chunks decoded
+	Chunks       int   // chunks decoded
+}
+
+// ReadSection reads the section [off, off+length) of the object key, as
+// recorded in the catalog (SegmentRange.ByteOffset and ByteLength), and
+// returns its batches from opts.FromOffset on, projected to opts.Columns.
+//
+// It first GETs the section's tail (opts.TailSize bytes, or the whole index
+// if larger: then a second GET), verifies the index, then GETs only the
+// column chunks of the projection, merging neighbouring ranges, and decodes
+// them with arrow-go's IPC stream reader. Every chunk's CRC-32C is checked
+// and every decoded array validated; bad bytes yield an error wrapping
+// ErrCorrupt, never a panic.
+//
+// The caller releases every returned record. On error no record is returned
+// and everything allocated has been released. ReadStats is valid on error
+// too (what was fetched before it).
+func ReadSection(ctx context.Context, r RangeReader, key string, off, length int64, opts ReadOptions) ([]ReadBatch, ReadStats, error) {
+	var st ReadStats
+	if off < 0 || length < minSectionLen {
+		return nil, st, fmt.Errorf("%w: section range [%d, +%d) (a section has at least %d bytes)", ErrInvalidOptions, off, length, minSectionLen)
+	}
+	opts.setDefaults()
+	proj, err := opts.projection()
+	if err != nil {
+		return nil, st, err
+	}
+
+	// 1. The tail: index, trailer and maybe some chunks.
+	tailLen := min(length, max(opts.TailSize, sectionTrailerLen))
+	tailStart := length - tailLen // relative to the section
+	tail, err := fetch(ctx, r, key, off+tailStart, tailLen, &st)
+	if err != nil {
+		return nil, st, err
+	}
+	idxLen := int64(leUint32(tail[len(tail)-8:]))
+	if need := idxLen + sectionTrailerLen; need > tailLen {
+		if need > length {
+			return nil, st, fmt.Errorf("%w section: index length %d exceeds the section length %d", ErrCorrupt, idxLen, length)
+		}
+		head, err := fetch(ctx, r, key, off+length-need, need-tailLen, &st)
+		if err != nil {
+			return nil, st, err
+		}
+		tail = append(head, tail...)
+		tailStart = length - need
+	}
+	idx, err := DecodeSectionIndexTail(tail, length)
+	if err != nil {
+		return nil, st, fmt.Errorf("object %q section [%d, +%d): %w", key, off, length, err)
+	}
+	st.IndexBytes = idxLen + sectionTrailerLen
+
+	// 2. Batches and chunks to read.
+	type want struct {
+		batch int
+		col   int // index into the batch's output columns
+		meta  ColumnMeta
+		data  []byte
+	}
+	var wants []*want
+	type outBatch struct {
+		meta  *BatchMeta
+		names []string
+		wants []*want // per output column; nil for a missing column
+	}
+	var batches []outBatch
+	var total int64
+	for i := range idx.Batches {
+		b := &idx.Batches[i]
+		if b.BaseOffset+b.RowCount <= opts.FromOffset {
+			continue
+		}
+		ob := outBatch{meta: b, names: proj}
+		if ob.names == nil {
+			ob.names = make([]string, len(b.Columns))
+			for j, c := range b.Columns {
+				ob.names[j] = c.Name
+			}
+		}
+		ob.wants = make([]*want, len(ob.names))
+		for j, name := range ob.names {
+			c, ok := b.Column(name)
+			if !ok {
+				if opts.Schema == nil {
+					return nil, st, fmt.Errorf("%w %q: batch at offset %d does not store it", ErrUnknownColumn, name, b.BaseOffset)
+				}
+				continue
+			}
+			w := &want{batch: len(batches), col: j, meta: c}
+			ob.wants[j] = w
+			wants = append(wants, w)
+			total += c.Length
+		}
+		batches = append(batches, ob)
+		if opts.MaxBytes > 0 && total >= opts.MaxBytes {
+			break
+		}
+	}
+
+	// 3. Fetch: chunks in the tail are sliced from it; the rest in
+	// coalesced ranges.
+	sorted := slices.Clone(wants)
+	slices.SortFunc(sorted, func(a, b *want) int { return cmp.Compare(a.meta.Offset, b.meta.Offset) })
+	type span struct {
+		start, end int64
+		wants      []*want
+	}
+	var spans []*span
+	for _, w := range sorted {
+		if w.meta.Offset >= tailStart {
+			p := w.meta.Offset - tailStart
+			w.data = tail[p : p+w.meta.Length]
+			continue
+		}
+		end := w.meta.Offset + w.meta.Length
+		if n := len(spans); n > 0 && opts.CoalesceGap >= 0 && w.meta.Offset-spans[n-1].end < opts.CoalesceGap {
+			s := spans[n-1]
+			s.end = max(s.end, end)
+			s.wants = append(s.wants, w)
+			continue
+		}
+		spans = append(spans, &span{start: w.meta.Offset, end: end, wants: []*want{w}})
+	}
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
+		sem      = make(chan struct{}, opts.Concurrency)
+	)
+	for _, s := range spans {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var local ReadStats
+			data, err := fetch(ctx, r, key, off+s.start, s.end-s.start, &local)
+			mu.Lock()
+			defer mu.Unlock()
+			st.Gets += local.Gets
+			st.BytesFetched += local.BytesFetched
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			for _, w := range s.wants {
+				p := w.meta.Offset - s.start
+				w.data = data[p : p+w.meta.Length]
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, st, firstErr
+	}
+
+	// 4. Decode and assemble.
+	var outSchema *arrow.Schema
+	if opts.Schema != nil {
+		fields := make([]arrow.Field, len(proj))
+		for i, name := range proj {
+			j := opts.Schema.FieldIndices(name)[0]
+			fields[i] = opts.Schema.Field(j)
+		}
+		md := opts.Schema.Metadata()
+		outSchema = arrow.NewSchema(fields, &md)
+	}
+	out := make([]ReadBatch, 0, len(batches))
+	release := func() {
+		for _, b := range out {
+			b.Record.Release()
+		}
+	}
+	for _, ob := range batches {
+		b := ob.meta
+		cols := make([]arrow.Array, len(ob.names))
+		fields := make([]arrow.Field, len(ob.names))
+		releaseCols := func() {
+			for _, c := range cols {
+				if c != nil {
+					c.Release()
+				}
+			}
+		}
+		for j, name := range ob.names {
+			w := ob.wants[j]
+			var outField *arrow.Field
+			if outSchema != nil {
+				f := outSchema.Field(j)
+				outField = &f
+				fields[j] = f
+			}
+			if w == nil {
+				if !outField.Nullable {
+					releaseCols()
+					release()
+					return nil, st, fmt.Errorf("%w: NOT NULL column %q is missing from the batch at offset %d (schema version %d)", ErrSchemaMismatch, name, b.BaseOffset, b.SchemaVersion)
+				}
+				cols[j] = array.MakeArrayOfNull(opts.Allocator, outField.Type, int(b.RowCount))
+				continue
+			}
+			st.Chunks++
+			st.ChunkBytes += w.meta.Length
+			col, f, err := decodeChunk(w.data, w.meta, b.RowCount, opts.Allocator)
+			if err != nil {
+				releaseCols()
+				release()
+				return nil, st, fmt.Errorf("object %q section [%d, +%d) batch at offset %d column %q: %w", key, off, length, b.BaseOffset, name, err)
+			}
+			cols[j] = col
+			if outField == nil {
+				fields[j] = f
+				continue
+			}
+			switch {
+			case !arrow.TypeEqual(f.Type, outField.Type):
+				err = fmt.Errorf("%w: column %q is stored as %s in the batch at offset %d (schema version %d), the schema says %s", ErrSchemaMismatch, name, f.Type, b.BaseOffset, b.SchemaVersion, outField.Type)
+			case !outField.Nullable && col.NullN() > 0:
+				err = fmt.Errorf("%w: NOT NULL column %q has %d nulls in the batch at offset %d", ErrSchemaMismatch, name, col.NullN(), b.BaseOffset)
+			}
+			if err != nil {
+				releaseCols()
+				release()
+				return nil, st, err
+			}
+		}
+		schema := outSchema
+		if schema == nil {
+			schema = arrow.NewSchema(fields, nil)
+		}
+		rec := array.NewRecordBatch(schema, cols, b.RowCount)
+		releaseCols() // rec holds its own references
+		out = append(out, ReadBatch{BaseOffset: b.BaseOffset, Timestamp: b.Timestamp, SchemaVersion: b.SchemaVersion, Record: rec})
+	}
+	return out, st, nil
+}
+
+func (o *ReadOptions) setDefaults() {
+	if o.TailSize <= 0 {
+		o.TailSize = DefaultTailSize
+	}
+	if o.CoalesceGap == 0 {
+		o.CoalesceGap = DefaultCoalesceGap
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.Allocator == nil {
+		o.Allocator = memory.DefaultAllocator
+	}
+}
+
+// projection returns the output column names, or nil for "each batch's
+// stored columns" (no Schema and no Columns).
+func (o *ReadOptions) projection() ([]string, error) {
+	names := o.Columns
+	if names == nil && o.Schema != nil {
+		names = make([]string, o.Schema.NumFields())
+		for i, f := range o.Schema.Fields() {
+			names[i] = f.Name
+		}
+	}
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if seen[n] {
+			return nil, fmt.Errorf("%w: column %q named twice", ErrInvalidOptions, n)
+		}
+		seen[n] = true
+		if o.Schema != nil {
+			switch len(o.Schema.FieldIndices(n)) {
+			case 0:
+				return nil, fmt.Errorf("%w %q: the table has no such column", ErrUnknownColumn, n)
+			case 1:
+			default:
+				return nil, fmt.Errorf("%w: the schema has several columns named %q", ErrInvalidOptions, n)
+			}
+		}
+	}
+	if names == nil {
+		return nil, nil
+	}
+	return slices.Clone(names), nil
+}
+
+// fetch GETs [off, off+length) of key into a new buffer.
+func fetch(ctx context.Context, r RangeReader, key string, off, length int64, st *ReadStats) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st.Gets++
+	rc, err := r.GetRange(ctx, key, off, length)
+	if err != nil {
+		return nil, fmt.Errorf("segment: read %q [%d, +%d): %w", key, off, length, err)
+	}
+	defer rc.Close()
+	buf := make([]byte, length)
+	n, err := io.ReadFull(rc, buf)
+	st.BytesFetched += int64(n)
+	if err != nil {
+		return nil, fmt.Errorf("segment: read %q [%d, +%d): %w", key, off, length, err)
+	}
+	return buf, nil
+}
+
+func leUint32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// maxDecodedBase bounds what decoding one chunk may allocate, beyond 64
+// times its encoded size: enough for any batch a frontend accepts (ZSTD
+// compresses constant columns by far more than 64x), and a bound on what a
+// forged uncompressed length can make the reader allocate.
+const maxDecodedBase = 256 << 20
+
+// DecodeChunk decodes one column chunk: a standalone Arrow IPC stream with
+// one single-column record batch. meta is the chunk's entry in the section
+// index (its CRC, name and null count are checked) and rows the batch's row
+// count. It returns the column (the caller releases it) and its stored
+// field. It never panics; bad bytes yield an error wrapping [ErrCorrupt].
+func DecodeChunk(data []byte, meta ColumnMeta, rows int64, mem memory.Allocator) (arrow.Array, arrow.Field, error) {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	return decodeChunk(data, meta, rows, mem)
+}
+
+func decodeChunk(data []byte, meta ColumnMeta, rows int64, mem memory.Allocator) (col arrow.Array, field arrow.Field, err error) {
+	if int64(len(data)) != meta.Length {
+		return nil, field, fmt.Errorf("%w chunk: %d bytes, index says %d", ErrCorrupt, len(data), meta.Length)
+	}
+	if got := crc32c(data); got != meta.CRC {
+		return nil, field, fmt.Errorf("%w chunk: crc32c %08x, index says %08x", ErrCorrupt, got, meta.CRC)
+	}
+	if !bytes.HasSuffix(data, eos[:]) {
+		return nil, field, fmt.Errorf("%w chunk: no end-of-stream marker", ErrCorrupt)
+	}
+	lim := &limitAllocator{mem: mem, limit: maxDecodedBase + 64*int64(len(data))}
+	defer func() {
+		if p := recover(); p != nil {
+			if col != nil {
+				col.Release()
+				col = nil
+			}
+			err = fmt.Errorf("%w chunk: arrow ipc: %v", ErrCorrupt, p)
+		}
+		if err != nil {
+			lim.freeAll()
+		}
+	}()
+	limit := int64(len(data))
+	rdr, err := ipc.NewReader(bytes.NewReader(data), ipc.WithAllocator(lim),
+		ipc.WithMetadataSizeLimit(limit), ipc.WithBodySizeLimit(limit))
+	if err != nil {
+		return nil, field, fmt.Errorf("%w chunk: %v", ErrCorrupt, err)
+	}
+	defer rdr.Release()
+	s := rdr.Schema()
+	if s == nil || s.NumFields() != 1 {
+		return nil, field, fmt.Errorf("%w chunk: schema must have exactly one field", ErrCorrupt)
+	}
+	field = s.Field(0)
+	if field.Name != meta.Name {
+		return nil, field, fmt.Errorf("%w chunk: stores column %q, index says %q", ErrCorrupt, field.Name, meta.Name)
+	}
+	if !rdr.Next() {
+		e := rdr.Err()
+		if e == nil {
+			e = errors.New("no record batch")
+		}
+		return nil, field, fmt.Errorf("%w chunk: %v", ErrCorrupt, e)
+	}
+	rec := rdr.RecordBatch()
+	if rec.NumCols() != 1 || rec.NumRows() != rows || int64(rec.Column(0).Len()) != rows {
+		return nil, field, fmt.Errorf("%w chunk: %d rows, index says %d", ErrCorrupt, rec.NumRows(), rows)
+	}
+	col = rec.Column(0)
+	col.Retain()
+	if rdr.Next() {
+		return nil, field, fmt.Errorf("%w chunk: more than one record batch", ErrCorrupt)
+	}
+	if e := rdr.Err(); e != nil {
+		return nil, field, fmt.Errorf("%w chunk: %v", ErrCorrupt, e)
+	}
+	if e := array.ValidateFull(col); e != nil {
+		return nil, field, fmt.Errorf("%w chunk: %v", ErrCorrupt, e)
+	}
+	if int64(col.NullN()) != meta.NullCount {
+		return nil, field, fmt.Errorf("%w chunk: %d nulls, index says %d", ErrCorrupt, col.NullN(), meta.NullCount)
+	}
+	return col, field, nil
+}
+
+// limitAllocator forwards to mem while the bytes it has handed out and not
+// got back stay within limit; beyond, it panics, which decodeChunk recovers
+// into an error. It tracks live allocations so that after a failed decode
+// (where arrow-go may have panicked with buffers in flight) freeAll returns
+// everything to mem.
+type limitAllocator struct {
+	mem   memory.Allocator
+	limit int64
+
+	mu   sync.Mutex
+	used int64
+	live map[*byte]int
+}
+
+var errBudget = errors.New("segment: chunk decode allocation budget exceeded")
+
+func (a *limitAllocator) Allocate(size int) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reserve(int64(size))
+	b := a.mem.Allocate(size)
+	a.track(b)
+	return b
+}
+
+func (a *limitAllocator) reserve(n int64) {
+	if n < 0 || a.used+n > a.limit {
+		panic(errBudget)
+	}
+	a.used += n
+}
+
+func (a *limitAllocator) track(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	if a.live == nil {
+		a.live = make(map[*byte]int)
+	}
+	a.live[unsafe.SliceData(b[:cap(b)])] = len(b)
+}
+
+func (a *limitAllocator) Reallocate(size int, b []byte) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := 0
+	if cap(b) > 0 {
+		key := unsafe.SliceData(b[:cap(b)])
+		old = a.live[key]
+		delete(a.live, key)
+	}
+	a.reserve(max(int64(size-old), 0))
+	if size < old {
+		a.used -= int64(old - size)
+	}
+	nb := a.mem.Reallocate(size, b)
+	a.track(nb)
+	return nb
+}
+
+func (a *limitAllocator) Free(b []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cap(b) > 0 {
+		key := unsafe.SliceData(b[:cap(b)])
+		if n, ok := a.live[key]; ok {
+			a.used -= int64(n)
+			delete(a.live, key)
+		}
+	}
+	a.mem.Free(b)
+}
+
+// freeAll frees every allocation still live.
+func (a *limitAllocator) freeAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for p, n := range a.live {
+		a.mem.Free(unsafe.Slice(p, n))
+	}
+	a.live = nil
+	a.used = 0
+}
