@@ -50,6 +50,6 @@ Run a server with 'strom server'; the other commands talk to one.`,
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "Server address (env STROM_ADDR).")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "Output format: text or json.")
-	root.AddCommand(newServerCommand(), newDatabaseCommand(g), newTableCommand(g))
+	root.AddCommand(newServerCommand(), newDatabaseCommand(g), newTableCommand(g), newProduceCommand(g), newConsumeCommand(g))
 	return root
 }

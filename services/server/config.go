@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/uuid"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/strom-io/strom/services/objstore"
+	"github.com/strom-io/strom/services/wal"
 )
 
 // Config is the whole configuration of a Strom process. Defaults come from
@@ -27,6 +29,31 @@ type Config struct {
 	Server   HTTPConfig      `yaml:"server"`
 	Catalog  CatalogConfig   `yaml:"catalog"`
 	ObjStore objstore.Config `yaml:"objstore"`
+	Frontend FrontendConfig  `yaml:"frontend"`
+	WAL      wal.Options     `yaml:"wal"`
+}
+
+// FrontendConfig configures the write path and bucket leadership.
+type FrontendConfig struct {
+	// ID names this frontend in bucket leases; unique per process.
+	ID              string        `yaml:"id"`
+	LeaseTTL        time.Duration `yaml:"lease_ttl"`
+	LeaseRenew      time.Duration `yaml:"lease_renew_interval"`
+	FlushInterval   time.Duration `yaml:"flush_interval"`
+	FlushBytes      int64         `yaml:"flush_bytes"`
+	MaxPendingBytes int64         `yaml:"max_pending_bytes"`
+	CommitTimeout   time.Duration `yaml:"commit_timeout"`
+}
+
+// RegisterFlags registers the frontend settings under prefix.
+func (c *FrontendConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
+	f.StringVar(&c.ID, prefix+"id", "", "Id of this frontend in bucket leases (default <hostname>-<random>, new at every start).")
+	f.DurationVar(&c.LeaseTTL, prefix+"lease-ttl", 10*time.Second, "How long a bucket lease lasts without renewal; another frontend takes the bucket after it.")
+	f.DurationVar(&c.LeaseRenew, prefix+"lease-renew-interval", 3*time.Second, "How often held bucket leases are renewed.")
+	f.DurationVar(&c.FlushInterval, prefix+"flush-interval", 50*time.Millisecond, "How often new batches are flushed as one segment object.")
+	f.Int64Var(&c.FlushBytes, prefix+"flush-bytes", 8<<20, "Flush as soon as this many bytes wait, before the interval ends.")
+	f.Int64Var(&c.MaxPendingBytes, prefix+"max-pending-bytes", 256<<20, "Writes are refused with resource_exhausted while this many bytes wait for their commit.")
+	f.DurationVar(&c.CommitTimeout, prefix+"commit-timeout", 10*time.Second, "How long a durable write waits for its commit before it fails with unavailable (it is still committed later; idempotent retries are safe).")
 }
 
 // LogConfig configures logging to stderr.
@@ -73,6 +100,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Server.RegisterFlags("server.", f)
 	c.Catalog.RegisterFlags("catalog.", f)
 	c.ObjStore.RegisterFlags("objstore.", f)
+	c.Frontend.RegisterFlags("frontend.", f)
+	c.WAL.RegisterFlags("wal.", f)
 }
 
 // RegisterFlags registers the listener settings under prefix.
@@ -116,6 +145,25 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("catalog.backend: want embedded or postgres, got %q", c.Catalog.Backend))
 	}
+	fe := c.Frontend
+	switch {
+	case fe.LeaseTTL < time.Second:
+		errs = append(errs, fmt.Errorf("frontend.lease_ttl: must be at least 1s, got %s", fe.LeaseTTL))
+	case fe.LeaseRenew <= 0 || fe.LeaseRenew > fe.LeaseTTL/2:
+		errs = append(errs, fmt.Errorf("frontend.lease_renew_interval: must be positive and at most half of frontend.lease_ttl (%s), got %s", fe.LeaseTTL, fe.LeaseRenew))
+	}
+	if fe.FlushInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("frontend.flush_interval: must be at least 1ms, got %s", fe.FlushInterval))
+	}
+	if fe.FlushBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("frontend.flush_bytes: must be at least 1024, got %d", fe.FlushBytes))
+	}
+	if fe.MaxPendingBytes < fe.FlushBytes {
+		errs = append(errs, fmt.Errorf("frontend.max_pending_bytes: must be at least frontend.flush_bytes (%d), got %d", fe.FlushBytes, fe.MaxPendingBytes))
+	}
+	if fe.CommitTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("frontend.commit_timeout: must be at least 100ms, got %s", fe.CommitTimeout))
+	}
 	if err := c.ObjStore.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -127,6 +175,23 @@ func (c *Config) applyDerivedDefaults() {
 	if c.ObjStore.Filesystem.Dir == "" {
 		c.ObjStore.Filesystem.Dir = filepath.Join(c.DataDir, "objects")
 	}
+	if c.WAL.Dir == "" {
+		c.WAL.Dir = filepath.Join(c.DataDir, "wal")
+	}
+
+}
+
+// frontendID is the configured frontend id, or a new one made of the host
+// name and a random suffix.
+func (c *Config) frontendID() string {
+	if c.Frontend.ID != "" {
+		return c.Frontend.ID
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "strom"
+	}
+	return host + "-" + uuid.NewString()[:8]
 }
 
 // embeddedCatalogDir is where the embedded catalog lives.

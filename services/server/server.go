@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -21,7 +22,14 @@ import (
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/admin"
+	"github.com/strom-io/strom/services/lease"
+	"github.com/strom-io/strom/services/notify"
 	"github.com/strom-io/strom/services/objstore"
+	"github.com/strom-io/strom/services/reader"
+	"github.com/strom-io/strom/services/readsvc"
+	"github.com/strom-io/strom/services/wal"
+	"github.com/strom-io/strom/services/writer"
+	"github.com/strom-io/strom/services/writesvc"
 )
 
 // readyTimeout bounds each dependency check of /readyz.
@@ -37,11 +45,16 @@ type Server struct {
 	checker  *grpchealth.StaticChecker
 	http     *http.Server
 	listener net.Listener
+
+	wal    *wal.WAL
+	hub    *notify.Hub
+	keeper *lease.Keeper
+	writer *writer.Writer
 }
 
 // services lists the fully-qualified names of the served gRPC services, for
 // health checks and reflection.
-var services = []string{stromv1connect.AdminServiceName}
+var services = []string{stromv1connect.AdminServiceName, stromv1connect.WriteServiceName, stromv1connect.ReadServiceName}
 
 // New opens the catalog and the object store named by cfg and builds the
 // server. It does not listen yet; call Listen and Serve, or Run.
@@ -58,6 +71,14 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		_ = store.Close()
 		return nil, err
 	}
+	walOpts := cfg.WAL
+	walOpts.Logger = logger.With(slog.String("component", "wal"))
+	log, err := wal.Open(walOpts)
+	if err != nil {
+		_ = bucket.Close()
+		_ = store.Close()
+		return nil, fmt.Errorf("wal: %w", err)
+	}
 	s := &Server{
 		cfg:      cfg,
 		logger:   logger,
@@ -65,7 +86,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		bucket:   bucket,
 		gatherer: reg,
 		checker:  grpchealth.NewStaticChecker(services...),
+		wal:      log,
+		hub:      notify.NewHub(),
 	}
+	fe := cfg.Frontend
+	s.keeper = lease.NewKeeper(store, cfg.frontendID(), lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew}, logger)
+	s.writer = writer.New(writer.Config{
+		FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
+		MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,
+	}, store, bucket, log, s.keeper, s.hub, logger.With(slog.String("component", "writer")))
+	rd := reader.New(store, bucket, s.hub)
 	metrics := newAPIMetrics(reg)
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(metrics.interceptor()),
@@ -74,6 +104,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 
 	mux := http.NewServeMux()
 	mux.Handle(stromv1connect.NewAdminServiceHandler(admin.New(store, logger), opts...))
+	mux.Handle(stromv1connect.NewWriteServiceHandler(writesvc.New(store, s.writer, logger, int64(cfg.Server.MaxRequestBytes)), opts...))
+	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, rd, logger), opts...))
 	mux.Handle(grpchealth.NewHandler(s.checker))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName}, services...)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -111,11 +143,33 @@ func (s *Server) Listen() error {
 // Addr is the address the server listens on, after Listen.
 func (s *Server) Addr() net.Addr { return s.listener.Addr() }
 
-// Serve answers requests until ctx is done, then drains in-flight requests
-// for at most the configured graceful shutdown timeout and closes the
-// catalog and object store.
+// Serve recovers the WAL, then answers requests until ctx is done; then it
+// drains in-flight requests for at most the configured graceful shutdown
+// timeout, commits what is pending, releases its bucket leases and closes
+// the catalog and object store.
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.close()
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		stopBG()
+		wg.Wait()
+	}()
+	wg.Add(2)
+	go func() { defer wg.Done(); s.hub.Follow(bg, s.store, s.logger) }()
+	go func() { defer wg.Done(); _ = s.keeper.Run(bg) }()
+	if err := s.writer.Recover(ctx); err != nil {
+		return err
+	}
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- s.writer.Run(writerCtx) }()
+	defer func() {
+		stopWriter()
+		if err := <-writerDone; err != nil {
+			s.logger.Error("shutdown", slog.Any("err", err))
+		}
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.listener) }()
 	select {
@@ -138,6 +192,9 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) close() {
+	if err := s.wal.Close(); err != nil {
+		s.logger.Warn("closing WAL", slog.Any("err", err))
+	}
 	if err := s.bucket.Close(); err != nil {
 		s.logger.Warn("closing object store", slog.Any("err", err))
 	}

@@ -1,0 +1,191 @@
+// Package reader is the read path of a Strom frontend: it finds a bucket's
+// committed segment ranges in the catalog and reads only the projected
+// columns' bytes from the object store, waiting for new commits when asked
+// to long-poll.
+package reader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/notify"
+	"github.com/strom-io/strom/services/segment"
+)
+
+// Errors of Fetch.
+var (
+	// ErrOffsetOutOfRange: the offset is before the bucket's first retained
+	// offset or after its next offset.
+	ErrOffsetOutOfRange = errors.New("reader: offset out of range")
+	// ErrUnknownColumn: a projected column is not in the table.
+	ErrUnknownColumn = errors.New("reader: unknown column")
+	// ErrUnknownBucket: the bucket number is not in the table.
+	ErrUnknownBucket = errors.New("reader: unknown bucket")
+)
+
+// segmentsPerFetch bounds the catalog rows read per Fetch.
+const segmentsPerFetch = 16
+
+// Store is the part of the catalog the reader uses.
+type Store interface {
+	ListSegments(ctx context.Context, b catalog.BucketID, from int64, limit int) ([]catalog.SegmentRange, error)
+	ListBuckets(ctx context.Context, tableID int64) ([]catalog.BucketState, error)
+	OffsetForTimestamp(ctx context.Context, b catalog.BucketID, ts time.Time) (int64, error)
+}
+
+// Reader reads committed records. It is safe for concurrent use.
+type Reader struct {
+	store   Store
+	objects segment.RangeReader
+	hub     *notify.Hub
+	mem     memory.Allocator
+}
+
+// New returns a reader over store and objects, woken by hub.
+func New(store Store, objects segment.RangeReader, hub *notify.Hub) *Reader {
+	return &Reader{store: store, objects: objects, hub: hub, mem: memory.DefaultAllocator}
+}
+
+// FetchRequest selects records of one bucket.
+type FetchRequest struct {
+	Table    catalog.Table
+	Bucket   catalog.BucketID
+	Offset   int64
+	MaxBytes int64         // stop after about this many stored bytes (at least one batch)
+	MaxWait  time.Duration // long-poll: wait this long for a commit when none is after Offset
+	Columns  []string      // projection; nil for all columns
+}
+
+// FetchResult holds the records from the requested offset on.
+type FetchResult struct {
+	// Batches start exactly at the requested offset and are contiguous;
+	// the caller releases their records.
+	Batches       []segment.ReadBatch
+	NextOffset    int64
+	HighWatermark int64
+	Stats         segment.ReadStats
+}
+
+// Release releases every batch's record.
+func (r *FetchResult) Release() {
+	for _, b := range r.Batches {
+		b.Record.Release()
+	}
+	r.Batches = nil
+}
+
+// Offsets are a bucket's retained range.
+type Offsets struct {
+	Start, Next int64
+}
+
+// BucketOffsets returns b's first retained and next offsets.
+func (r *Reader) BucketOffsets(ctx context.Context, b catalog.BucketID) (Offsets, error) {
+	states, err := r.store.ListBuckets(ctx, b.TableID)
+	if err != nil {
+		return Offsets{}, err
+	}
+	for _, s := range states {
+		if s.BucketID == b {
+			return Offsets{Start: s.StartOffset, Next: s.NextOffset}, nil
+		}
+	}
+	// A partition's bucket has no row before its first write.
+	return Offsets{}, nil
+}
+
+// OffsetForTimestamp returns the first offset committed at or after ts.
+func (r *Reader) OffsetForTimestamp(ctx context.Context, b catalog.BucketID, ts time.Time) (int64, error) {
+	return r.store.OffsetForTimestamp(ctx, b, ts)
+}
+
+// Fetch returns committed records of req.Bucket from req.Offset, waiting
+// up to req.MaxWait for the first commit after it. Only committed data is
+// ever returned.
+func (r *Reader) Fetch(ctx context.Context, req FetchRequest) (FetchResult, error) {
+	if req.Bucket.Bucket < 0 || req.Bucket.Bucket >= req.Table.Buckets {
+		return FetchResult{}, fmt.Errorf("%w: bucket %d, table %s.%s has buckets 0..%d", ErrUnknownBucket, req.Bucket.Bucket, req.Table.Database, req.Table.Name, req.Table.Buckets-1)
+	}
+	schema := batch.ArrowSchema(req.Table.Schema)
+	for _, c := range req.Columns {
+		if len(schema.FieldIndices(c)) == 0 {
+			return FetchResult{}, fmt.Errorf("%w %q in table %s.%s", ErrUnknownColumn, c, req.Table.Database, req.Table.Name)
+		}
+	}
+	deadline := time.Now().Add(req.MaxWait)
+	for {
+		off, err := r.BucketOffsets(ctx, req.Bucket)
+		if err != nil {
+			return FetchResult{}, err
+		}
+		if req.Offset < off.Start || req.Offset > off.Next {
+			return FetchResult{}, fmt.Errorf("%w: offset %d, bucket %s holds [%d, %d)", ErrOffsetOutOfRange, req.Offset, req.Bucket, off.Start, off.Next)
+		}
+		if req.Offset < off.Next {
+			return r.read(ctx, req, schema, off.Next)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return FetchResult{NextOffset: req.Offset, HighWatermark: off.Next}, nil
+		}
+		r.hub.Wait(ctx, req.Bucket, req.Offset, wait)
+		if ctx.Err() != nil {
+			return FetchResult{}, ctx.Err()
+		}
+	}
+}
+
+func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schema, hw int64) (FetchResult, error) {
+	ranges, err := r.store.ListSegments(ctx, req.Bucket, req.Offset, segmentsPerFetch)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	res := FetchResult{NextOffset: req.Offset, HighWatermark: hw}
+	remaining := req.MaxBytes
+	for _, rg := range ranges {
+		if rg.BaseOffset > res.NextOffset {
+			break // retention raced with us; return what is contiguous
+		}
+		batches, st, err := segment.ReadSection(ctx, r.objects, rg.ObjectKey, rg.ByteOffset, rg.ByteLength, segment.ReadOptions{
+			Schema: schema, Columns: req.Columns, FromOffset: res.NextOffset, MaxBytes: remaining, Allocator: r.mem,
+		})
+		res.Stats.Gets += st.Gets
+		res.Stats.BytesFetched += st.BytesFetched
+		res.Stats.ChunkBytes += st.ChunkBytes
+		res.Stats.Chunks += st.Chunks
+		if err != nil {
+			res.Release()
+			return FetchResult{}, fmt.Errorf("reader: segment %s: %w", rg.ObjectKey, err)
+		}
+		for _, b := range batches {
+			end := b.BaseOffset + b.Record.NumRows()
+			if end <= res.NextOffset {
+				b.Record.Release()
+				continue
+			}
+			if b.BaseOffset < res.NextOffset {
+				skip := res.NextOffset - b.BaseOffset
+				sliced := b.Record.NewSlice(skip, b.Record.NumRows())
+				b.Record.Release()
+				b.Record = sliced
+				b.BaseOffset = res.NextOffset
+			}
+			res.Batches = append(res.Batches, b)
+			res.NextOffset = end
+		}
+		if req.MaxBytes > 0 {
+			remaining = req.MaxBytes - res.Stats.ChunkBytes
+			if remaining <= 0 {
+				break
+			}
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,223 @@
+// Package readsvc serves strom.v1.ReadService for log tables: offsets,
+// long-poll Fetch and streaming Subscribe, as JSON rows or Arrow IPC.
+package readsvc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
+	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
+	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/reader"
+	"github.com/strom-io/strom/services/rpcerr"
+	"github.com/strom-io/strom/services/segment"
+)
+
+// Limits of Fetch.
+const (
+	DefaultMaxBytes = 4 << 20
+	MaxMaxBytes     = 64 << 20
+	MaxWait         = 30 * time.Second
+	// subscribeWait is how long each Subscribe round long-polls.
+	subscribeWait = 5 * time.Second
+)
+
+// System columns every returned row carries.
+const (
+	ColumnOffset    = "_offset"
+	ColumnTimestamp = "_timestamp"
+)
+
+// Tables finds tables by name.
+type Tables interface {
+	GetTable(ctx context.Context, database, name string) (catalog.Table, error)
+}
+
+// Service implements ReadService.
+type Service struct {
+	stromv1connect.UnimplementedReadServiceHandler
+	tables Tables
+	reader *reader.Reader
+	logger *slog.Logger
+	mem    memory.Allocator
+}
+
+var _ stromv1connect.ReadServiceHandler = (*Service)(nil)
+
+// New returns a ReadService.
+func New(tables Tables, r *reader.Reader, logger *slog.Logger) *Service {
+	return &Service{tables: tables, reader: r, logger: logger, mem: memory.DefaultAllocator}
+}
+
+// ListOffsets implements ReadService.
+func (s *Service) ListOffsets(ctx context.Context, req *connect.Request[stromv1.ListOffsetsRequest]) (*connect.Response[stromv1.ListOffsetsResponse], error) {
+	m := req.Msg
+	t, err := s.tables.GetTable(ctx, m.GetDatabase(), m.GetTable())
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "list offsets", err)
+	}
+	if m.GetSpec() == stromv1.OffsetSpec_OFFSET_SPEC_TIMESTAMP && m.GetTimestamp() == nil {
+		return nil, rpcerr.Invalid("timestamp: required with OFFSET_SPEC_TIMESTAMP")
+	}
+	resp := &stromv1.ListOffsetsResponse{}
+	for b := int32(0); b < t.Buckets; b++ {
+		id := catalog.BucketID{TableID: t.ID, Partition: m.GetPartition(), Bucket: b}
+		var off int64
+		switch m.GetSpec() {
+		case stromv1.OffsetSpec_OFFSET_SPEC_EARLIEST:
+			o, err := s.reader.BucketOffsets(ctx, id)
+			if err != nil {
+				return nil, rpcerr.Connect(ctx, s.logger, "list offsets", err)
+			}
+			off = o.Start
+		case stromv1.OffsetSpec_OFFSET_SPEC_TIMESTAMP:
+			if off, err = s.reader.OffsetForTimestamp(ctx, id, m.GetTimestamp().AsTime()); err != nil {
+				return nil, rpcerr.Connect(ctx, s.logger, "list offsets", err)
+			}
+		default:
+			o, err := s.reader.BucketOffsets(ctx, id)
+			if err != nil {
+				return nil, rpcerr.Connect(ctx, s.logger, "list offsets", err)
+			}
+			off = o.Next
+		}
+		resp.Offsets = append(resp.Offsets, &stromv1.BucketOffset{Partition: id.Partition, Bucket: b, Offset: off})
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Fetch implements ReadService.
+func (s *Service) Fetch(ctx context.Context, req *connect.Request[stromv1.FetchRequest]) (*connect.Response[stromv1.FetchResponse], error) {
+	resp, err := s.fetch(ctx, req.Msg, time.Duration(req.Msg.GetMaxWaitMs())*time.Millisecond)
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "fetch", err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Subscribe implements ReadService: it streams every committed batch from
+// the offset on until the client goes away.
+func (s *Service) Subscribe(ctx context.Context, req *connect.Request[stromv1.SubscribeRequest], stream *connect.ServerStream[stromv1.SubscribeResponse]) error {
+	f := req.Msg.GetFetch()
+	if f == nil {
+		return rpcerr.Invalid("fetch: required")
+	}
+	for {
+		resp, err := s.fetch(ctx, f, subscribeWait)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return rpcerr.Connect(ctx, s.logger, "subscribe", err)
+		}
+		if resp.GetNextOffset() > f.GetOffset() {
+			if err := stream.Send(&stromv1.SubscribeResponse{Records: resp}); err != nil {
+				return err
+			}
+			f.Offset = resp.GetNextOffset()
+		}
+	}
+}
+
+func (s *Service) fetch(ctx context.Context, m *stromv1.FetchRequest, wait time.Duration) (*stromv1.FetchResponse, error) {
+	t, err := s.tables.GetTable(ctx, m.GetDatabase(), m.GetTable())
+	if err != nil {
+		return nil, err
+	}
+	if t.PartitionKey == "" && m.GetPartition() != "" {
+		return nil, rpcerr.Invalid(fmt.Sprintf("partition: table %s.%s is not partitioned", t.Database, t.Name))
+	}
+	maxBytes := m.GetMaxBytes()
+	switch {
+	case maxBytes <= 0:
+		maxBytes = DefaultMaxBytes
+	case maxBytes > MaxMaxBytes:
+		maxBytes = MaxMaxBytes
+	}
+	res, err := s.reader.Fetch(ctx, reader.FetchRequest{
+		Table:    t,
+		Bucket:   catalog.BucketID{TableID: t.ID, Partition: m.GetPartition(), Bucket: m.GetBucket()},
+		Offset:   m.GetOffset(),
+		MaxBytes: maxBytes,
+		MaxWait:  min(wait, MaxWait),
+		Columns:  m.GetColumns(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Release()
+	out := &stromv1.FetchResponse{NextOffset: res.NextOffset, HighWatermark: res.HighWatermark}
+	if m.GetFormat() == stromv1.Format_FORMAT_ARROW {
+		out.ArrowIpc, err = s.encodeArrow(t, m.GetColumns(), res.Batches)
+		return out, err
+	}
+	for _, b := range res.Batches {
+		rows, err := batch.ToJSON(b.Record)
+		if err != nil {
+			return nil, err
+		}
+		ts := b.Timestamp.UTC().Format(time.RFC3339Nano)
+		for i, row := range rows {
+			row[ColumnOffset] = b.BaseOffset + int64(i)
+			row[ColumnTimestamp] = ts
+			st, err := structpb.NewStruct(row)
+			if err != nil {
+				return nil, fmt.Errorf("fetch: row at offset %d: %w", b.BaseOffset+int64(i), err)
+			}
+			out.Rows = append(out.Rows, st)
+		}
+	}
+	return out, nil
+}
+
+// encodeArrow returns the batches with _offset and _timestamp appended, as
+// one IPC stream whose schema is the projection's even when empty.
+func (s *Service) encodeArrow(t catalog.Table, columns []string, batches []segment.ReadBatch) ([]byte, error) {
+	full := batch.ArrowSchema(t.Schema)
+	var fields []arrow.Field
+	if len(columns) == 0 {
+		fields = append(fields, full.Fields()...)
+	} else {
+		for _, c := range columns {
+			fields = append(fields, full.Field(full.FieldIndices(c)[0]))
+		}
+	}
+	fields = append(fields,
+		arrow.Field{Name: ColumnOffset, Type: arrow.PrimitiveTypes.Int64},
+		arrow.Field{Name: ColumnTimestamp, Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}})
+	schema := arrow.NewSchema(fields, nil)
+	recs := make([]arrow.RecordBatch, 0, len(batches))
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	for _, b := range batches {
+		n := int(b.Record.NumRows())
+		ob := array.NewInt64Builder(s.mem)
+		tb := array.NewTimestampBuilder(s.mem, &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"})
+		ts := arrow.Timestamp(b.Timestamp.UnixMicro())
+		for i := 0; i < n; i++ {
+			ob.Append(b.BaseOffset + int64(i))
+			tb.Append(ts)
+		}
+		offsets, stamps := ob.NewArray(), tb.NewArray()
+		ob.Release()
+		tb.Release()
+		cols := append(append([]arrow.Array(nil), b.Record.Columns()...), offsets, stamps)
+		recs = append(recs, array.NewRecordBatch(schema, cols, int64(n)))
+		offsets.Release()
+		stamps.Release()
+	}
+	return batch.EncodeIPC(schema, recs)
+}

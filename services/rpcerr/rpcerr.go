@@ -1,0 +1,89 @@
+// Package rpcerr maps the errors of Strom's packages to Connect codes, once,
+// at the handler edge. Errors users caused keep their message (it names the
+// column, row or field to fix); internal errors are logged and reported
+// without detail.
+package rpcerr
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"connectrpc.com/connect"
+
+	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/objstore"
+	"github.com/strom-io/strom/services/reader"
+	"github.com/strom-io/strom/services/writer"
+)
+
+// codes lists, in order of precedence, which sentinel maps to which code.
+var codes = []struct {
+	err  error
+	code connect.Code
+}{
+	{context.Canceled, connect.CodeCanceled},
+	{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
+	{catalog.ErrInvalid, connect.CodeInvalidArgument},
+	{catalog.ErrNotFound, connect.CodeNotFound},
+	{catalog.ErrAlreadyExists, connect.CodeAlreadyExists},
+	{catalog.ErrNotEmpty, connect.CodeFailedPrecondition},
+	{catalog.ErrUnavailable, connect.CodeUnavailable},
+	{catalog.ErrLeaseHeld, connect.CodeUnavailable},
+	{catalog.ErrFenced, connect.CodeUnavailable},
+	{batch.ErrMalformed, connect.CodeInvalidArgument},
+	{batch.ErrTooLarge, connect.CodeResourceExhausted},
+	{writer.ErrNotLeader, connect.CodeUnavailable},
+	{writer.ErrBackpressure, connect.CodeResourceExhausted},
+	{writer.ErrSequence, connect.CodeFailedPrecondition},
+	{writer.ErrCommitTimeout, connect.CodeUnavailable},
+	{writer.ErrWAL, connect.CodeUnavailable},
+	{writer.ErrClosed, connect.CodeUnavailable},
+	{reader.ErrOffsetOutOfRange, connect.CodeOutOfRange},
+	{reader.ErrUnknownColumn, connect.CodeInvalidArgument},
+	{reader.ErrUnknownBucket, connect.CodeInvalidArgument},
+	{objstore.ErrUnavailable, connect.CodeUnavailable},
+}
+
+// Code classifies err.
+func Code(err error) connect.Code {
+	var rowErr *batch.RowError
+	var schemaErr *batch.SchemaError
+	var ce *connect.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce.Code()
+	case errors.As(err, &rowErr), errors.As(err, &schemaErr):
+		return connect.CodeInvalidArgument
+	}
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return connect.CodeInternal
+}
+
+// Connect converts err for the client. op names the operation in logs and
+// in the message of internal errors.
+func Connect(ctx context.Context, logger *slog.Logger, op string, err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	code := Code(err)
+	switch code {
+	case connect.CodeInternal:
+		logger.ErrorContext(ctx, "request failed", slog.String("op", op), slog.Any("err", err))
+		return connect.NewError(code, errors.New(op+": internal error"))
+	case connect.CodeUnavailable:
+		logger.WarnContext(ctx, "request failed: unavailable", slog.String("op", op), slog.Any("err", err))
+	}
+	return connect.NewError(code, err)
+}
+
+// Invalid is an invalid_argument error with msg.
+func Invalid(msg string) error {
+	return connect.NewError(connect.CodeInvalidArgument, errors.New(msg))
+}

@@ -1,0 +1,66 @@
+package writer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/strom-io/strom/catalog"
+)
+
+// Recover reads the WAL left by an earlier run and leads every bucket it
+// has records for, so that records which were acknowledged with `wal`
+// durability but never committed are committed now. Records of buckets
+// another leader took over meanwhile are dropped (they were fenced), as
+// are records of dropped tables. Call it once, before serving writes.
+func (w *Writer) Recover(ctx context.Context) error {
+	replay := map[catalog.BucketID][]walRecord{}
+	n := 0
+	err := w.log.Replay(0, func(lsn uint64, payload []byte) error {
+		r, err := decodeWALRecord(payload)
+		if err != nil {
+			return fmt.Errorf("WAL record %d: %w", lsn, err)
+		}
+		// The payload buffer may be reused after fn returns.
+		r.IPC = append([]byte(nil), r.IPC...)
+		replay[r.Bucket] = append(replay[r.Bucket], r)
+		if lsn > w.lastLSN.Load() {
+			w.lastLSN.Store(lsn)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("writer: replay WAL: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	w.replay = replay
+	w.mu.Unlock()
+	w.logger.Info("WAL replayed", slog.Int("records", n), slog.Int("buckets", len(replay)))
+	for b := range replay {
+		t, err := w.store.GetTableByID(ctx, b.TableID)
+		if errors.Is(err, catalog.ErrNotFound) {
+			w.logger.Warn("WAL records of a dropped table discarded", slog.Int64("table_id", b.TableID))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("writer: recover bucket %s: %w", b, err)
+		}
+		if _, err := w.bucket(ctx, t, b); err != nil {
+			if errors.Is(err, ErrNotLeader) {
+				w.logger.Warn("WAL records of a bucket led elsewhere discarded", slog.String("bucket", b.String()), slog.Any("err", err))
+				continue
+			}
+			return err
+		}
+	}
+	w.mu.Lock()
+	w.replay = nil
+	w.mu.Unlock()
+	w.Kick()
+	return nil
+}

@@ -1,0 +1,330 @@
+// Package writer is the write path of a Strom frontend: it leads buckets,
+// assigns offsets, appends every batch to the local WAL, and flushes the
+// new batches of all its buckets as ONE segment object per flush, committed
+// to the catalog in one transaction under each bucket's epoch.
+package writer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/lease"
+	"github.com/strom-io/strom/services/notify"
+	"github.com/strom-io/strom/services/objstore"
+)
+
+// Errors of Append; the API maps them to Connect codes.
+var (
+	// ErrNotLeader: this frontend does not (or no longer) lead the bucket;
+	// the write was not accepted and may be retried.
+	ErrNotLeader = errors.New("writer: not the leader of the bucket")
+	// ErrBackpressure: too much data waits for its flush; retry later.
+	ErrBackpressure = errors.New("writer: too much data waiting to be flushed")
+	// ErrSequence: an idempotent writer sent a sequence older than its last
+	// committed one.
+	ErrSequence = errors.New("writer: sequence is older than the writer's last request")
+	// ErrCommitTimeout: the data was accepted but its commit was not
+	// confirmed within the commit timeout (object store or catalog
+	// unavailable). It will still be committed when they return; an
+	// idempotent retry returns its offsets.
+	ErrCommitTimeout = errors.New("writer: commit not confirmed in time")
+	// ErrWAL: the local WAL failed; the frontend accepts no more writes.
+	ErrWAL = errors.New("writer: WAL append failed")
+	// ErrClosed: the writer is shutting down.
+	ErrClosed = errors.New("writer: closed")
+)
+
+// Durability says when Append returns.
+type Durability int
+
+const (
+	// Durable: after the segment object and its catalog commit.
+	Durable Durability = iota
+	// WAL: after the batch is fsynced in the local WAL.
+	WAL
+)
+
+// Config configures the writer.
+type Config struct {
+	FlushInterval   time.Duration
+	FlushBytes      int64
+	MaxPendingBytes int64
+	CommitTimeout   time.Duration
+}
+
+// Store is the part of the catalog the writer uses.
+type Store interface {
+	GetTableByID(ctx context.Context, id int64) (catalog.Table, error)
+	ListBuckets(ctx context.Context, tableID int64) ([]catalog.BucketState, error)
+	WriterSequences(ctx context.Context, b catalog.BucketID) ([]catalog.WriterSequence, error)
+	CommitSegment(ctx context.Context, seg catalog.Segment) error
+}
+
+// Log is the write-ahead log (wal.WAL).
+type Log interface {
+	AppendAsync(payload []byte, done func(lsn uint64, err error))
+	TruncateBefore(lsn uint64) error
+	Replay(from uint64, fn func(lsn uint64, payload []byte) error) error
+}
+
+// Request is one write: the rows of one request, split by bucket.
+type Request struct {
+	Table      catalog.Table
+	Parts      []Part
+	Durability Durability
+	// WriterID and Sequence make the write idempotent when WriterID is set:
+	// per bucket, a request with the writer's last sequence is not written
+	// again and returns the offsets it got.
+	WriterID string
+	Sequence int64
+}
+
+// Result is what one part of a request got.
+type Result struct {
+	Bucket     catalog.BucketID
+	BaseOffset int64
+	Count      int64
+	// Duplicate: an earlier request with the same writer and sequence wrote
+	// these rows; nothing was written now.
+	Duplicate bool
+}
+
+// Writer is the write path. It is safe for concurrent use.
+type Writer struct {
+	cfg     Config
+	store   Store
+	objects objstore.Bucket
+	log     Log
+	keeper  *lease.Keeper
+	hub     *notify.Hub
+	logger  *slog.Logger
+	mem     memory.Allocator
+
+	kick chan struct{}
+
+	mu           sync.Mutex
+	buckets      map[catalog.BucketID]*bucketState
+	pendingBytes int64
+	closed       bool
+	replay       map[catalog.BucketID][]walRecord
+	lastLSN      atomic.Uint64
+
+	retry *attempt // a flush whose commit outcome is unknown, retried first
+}
+
+type bucketState struct {
+	id        catalog.BucketID
+	table     catalog.Table
+	lead      *lease.Leadership
+	next      int64 // next offset to assign
+	committed int64 // the catalog's next offset
+	batches   []*pending
+	writers   map[string]*writerState
+	ready     chan struct{} // closed when loaded
+	err       error         // load error, set before ready is closed
+}
+
+type writerState struct {
+	seq  int64
+	base int64
+	end  int64
+	p    *pending // nil once committed
+}
+
+// pending is an accepted batch waiting for its commit.
+type pending struct {
+	base          int64
+	rows          int64
+	ts            time.Time
+	schemaVersion int32
+	rec           arrow.RecordBatch
+	size          int64
+	writer        string
+	seq           int64
+
+	lsn     atomic.Uint64
+	walDone chan struct{}
+	walErr  error
+
+	done chan struct{}
+	err  error
+}
+
+// New returns a writer. Call Recover before serving writes and Run to
+// flush.
+func New(cfg Config, store Store, objects objstore.Bucket, log Log, keeper *lease.Keeper, hub *notify.Hub, logger *slog.Logger) *Writer {
+	return &Writer{
+		cfg: cfg, store: store, objects: objects, log: log, keeper: keeper, hub: hub, logger: logger,
+		mem:     memory.DefaultAllocator,
+		kick:    make(chan struct{}, 1),
+		buckets: map[catalog.BucketID]*bucketState{},
+	}
+}
+
+// Append writes req and returns once it is as durable as req.Durability
+// asks. Rows of a rejected request are not written; after ErrCommitTimeout
+// or ErrWAL the rows may still be committed later (an idempotent retry
+// then returns their offsets instead of writing them twice).
+func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
+	states := make([]*bucketState, len(req.Parts))
+	for i, p := range req.Parts {
+		bs, err := w.bucket(ctx, req.Table, p.Bucket)
+		if err != nil {
+			return nil, err
+		}
+		states[i] = bs
+	}
+	payloadIPC := make([][]byte, len(req.Parts))
+	for i, p := range req.Parts {
+		data, err := batch.EncodeIPC(p.Record.Schema(), []arrow.RecordBatch{p.Record})
+		if err != nil {
+			return nil, fmt.Errorf("writer: encode batch for the WAL: %w", err)
+		}
+		payloadIPC[i] = data
+	}
+
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	results := make([]Result, len(req.Parts))
+	var wait []*pending
+	var size int64
+	for _, p := range req.Parts {
+		size += batchSize(p.Record)
+	}
+
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil, ErrClosed
+	}
+	// Check everything before changing anything: a rejected request
+	// writes no part.
+	dup := make([]*writerState, len(req.Parts))
+	for i, bs := range states {
+		if bs.lead.IsFenced() || w.buckets[bs.id] != bs {
+			w.mu.Unlock()
+			w.forget(bs)
+			return nil, fmt.Errorf("%w %s", ErrNotLeader, bs.id)
+		}
+		if req.WriterID == "" {
+			continue
+		}
+		if ws := bs.writers[req.WriterID]; ws != nil {
+			switch {
+			case req.Sequence == ws.seq:
+				dup[i] = ws
+			case req.Sequence < ws.seq:
+				w.mu.Unlock()
+				return nil, fmt.Errorf("%w: writer %q sent sequence %d after %d in bucket %s", ErrSequence, req.WriterID, req.Sequence, ws.seq, bs.id)
+			}
+		}
+	}
+	if w.pendingBytes+size > w.cfg.MaxPendingBytes && w.pendingBytes > 0 {
+		w.mu.Unlock()
+		return nil, fmt.Errorf("%w (%d bytes pending, limit %d)", ErrBackpressure, w.pendingBytes, w.cfg.MaxPendingBytes)
+	}
+	for i, part := range req.Parts {
+		bs := states[i]
+		if ws := dup[i]; ws != nil {
+			results[i] = Result{Bucket: bs.id, BaseOffset: ws.base, Count: ws.end - ws.base, Duplicate: true}
+			if ws.p != nil {
+				wait = append(wait, ws.p)
+			}
+			continue
+		}
+		rows := part.Record.NumRows()
+		part.Record.Retain()
+		p := &pending{
+			base: bs.next, rows: rows, ts: now, schemaVersion: req.Table.SchemaVersion,
+			rec: part.Record, size: batchSize(part.Record), writer: req.WriterID, seq: req.Sequence,
+			walDone: make(chan struct{}), done: make(chan struct{}),
+		}
+		bs.next += rows
+		bs.batches = append(bs.batches, p)
+		if req.WriterID != "" {
+			bs.writers[req.WriterID] = &writerState{seq: req.Sequence, base: p.base, end: p.base + rows, p: p}
+		}
+		w.pendingBytes += p.size
+		results[i] = Result{Bucket: bs.id, BaseOffset: p.base, Count: rows}
+		rec := walRecord{
+			Bucket: bs.id, Epoch: bs.lead.Lease.Epoch, BaseOffset: p.base, Timestamp: now,
+			SchemaVersion: req.Table.SchemaVersion, WriterID: req.WriterID, Sequence: req.Sequence, IPC: payloadIPC[i],
+		}
+		w.log.AppendAsync(rec.encode(), func(lsn uint64, err error) {
+			p.lsn.Store(lsn)
+			p.walErr = err
+			for old := w.lastLSN.Load(); lsn > old && !w.lastLSN.CompareAndSwap(old, lsn); old = w.lastLSN.Load() {
+			}
+			close(p.walDone)
+		})
+		wait = append(wait, p)
+	}
+	full := w.pendingBytes >= w.cfg.FlushBytes
+	w.mu.Unlock()
+	if full {
+		w.Kick()
+	}
+
+	for _, p := range wait {
+		if err := w.await(ctx, p, req.Durability); err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
+}
+
+// await waits until p is as durable as d asks.
+func (w *Writer) await(ctx context.Context, p *pending, d Durability) error {
+	if d == WAL {
+		select {
+		case <-p.done:
+			return p.err
+		case <-p.walDone:
+			if p.walErr != nil {
+				return fmt.Errorf("%w: %w", ErrWAL, p.walErr)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	t := time.NewTimer(w.cfg.CommitTimeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return p.err
+	case <-t.C:
+		return ErrCommitTimeout
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kick asks for a flush now.
+func (w *Writer) Kick() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func batchSize(rec arrow.RecordBatch) int64 {
+	var n int64
+	for _, c := range rec.Columns() {
+		for _, b := range c.Data().Buffers() {
+			if b != nil {
+				n += int64(b.Len())
+			}
+		}
+	}
+	return n
+}

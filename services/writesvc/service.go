@@ -1,0 +1,159 @@
+// Package writesvc serves strom.v1.WriteService: it decodes rows sent as
+// JSON or Arrow IPC against the table's schema, routes them to buckets and
+// hands them to the writer.
+package writesvc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
+	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
+	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/rpcerr"
+	"github.com/strom-io/strom/services/writer"
+)
+
+// Tables finds tables by name.
+type Tables interface {
+	GetTable(ctx context.Context, database, name string) (catalog.Table, error)
+}
+
+// Service implements WriteService.
+type Service struct {
+	stromv1connect.UnimplementedWriteServiceHandler
+	tables   Tables
+	writer   *writer.Writer
+	router   writer.Router
+	logger   *slog.Logger
+	mem      memory.Allocator
+	maxBytes int64
+}
+
+var _ stromv1connect.WriteServiceHandler = (*Service)(nil)
+
+// New returns a WriteService. maxBytes bounds a request's decoded Arrow
+// data.
+func New(tables Tables, w *writer.Writer, logger *slog.Logger, maxBytes int64) *Service {
+	return &Service{tables: tables, writer: w, logger: logger, mem: memory.DefaultAllocator, maxBytes: maxBytes}
+}
+
+// Append implements WriteService.
+func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.AppendRequest]) (*connect.Response[stromv1.AppendResponse], error) {
+	m := req.Msg
+	t, err := s.tables.GetTable(ctx, m.GetDatabase(), m.GetTable())
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "append", err)
+	}
+	if t.IsPrimaryKey() {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("table %s.%s is a primary-key table: write it with Upsert and Delete", t.Database, t.Name))
+	}
+	rec, err := s.decode(t, m.GetRows(), m.GetArrowIpc())
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "append", err)
+	}
+	defer rec.Release()
+	parts, err := s.router.Route(s.mem, t, rec)
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "append", rpcerr.Invalid(err.Error()))
+	}
+	defer func() {
+		for _, p := range parts {
+			p.Record.Release()
+		}
+	}()
+	results, err := s.writer.Append(ctx, writer.Request{
+		Table: t, Parts: parts, Durability: durability(m.GetDurability()),
+		WriterID: m.GetWriterId(), Sequence: m.GetSequence(),
+	})
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "append", err)
+	}
+	resp := &stromv1.AppendResponse{}
+	for _, r := range results {
+		resp.Offsets = append(resp.Offsets, &stromv1.BucketOffsets{
+			Partition: r.Bucket.Partition, Bucket: r.Bucket.Bucket, BaseOffset: r.BaseOffset, Count: r.Count,
+		})
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func durability(d stromv1.Durability) writer.Durability {
+	if d == stromv1.Durability_DURABILITY_WAL {
+		return writer.WAL
+	}
+	return writer.Durable
+}
+
+// decode turns the request's rows into one record batch of the table's
+// schema, or an error naming the row and column at fault.
+func (s *Service) decode(t catalog.Table, rows []*structpb.Struct, ipcData []byte) (arrow.RecordBatch, error) {
+	switch {
+	case len(rows) > 0 && len(ipcData) > 0:
+		return nil, rpcerr.Invalid("send rows or arrow_ipc, not both")
+	case len(ipcData) > 0:
+		recs, err := batch.DecodeIPC(s.mem, t.Schema, ipcData, s.maxBytes)
+		if err != nil {
+			return nil, err
+		}
+		return concat(s.mem, recs)
+	case len(rows) > 0:
+		maps := make([]map[string]any, len(rows))
+		for i, r := range rows {
+			maps[i] = r.AsMap()
+		}
+		return batch.FromJSON(s.mem, t.Schema, maps)
+	default:
+		return nil, rpcerr.Invalid("no rows: send rows (JSON objects) or arrow_ipc")
+	}
+}
+
+// concat joins the batches of one IPC stream into one, so that each bucket
+// gets one batch per request.
+func concat(mem memory.Allocator, recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	var rows int64
+	for _, r := range recs {
+		rows += r.NumRows()
+	}
+	if rows == 0 {
+		return nil, rpcerr.Invalid("arrow_ipc holds no rows")
+	}
+	if len(recs) == 1 {
+		recs[0].Retain()
+		return recs[0], nil
+	}
+	schema := recs[0].Schema()
+	cols := make([]arrow.Array, schema.NumFields())
+	for i := range cols {
+		parts := make([]arrow.Array, len(recs))
+		for j, r := range recs {
+			parts[j] = r.Column(i)
+		}
+		c, err := array.Concatenate(parts, mem)
+		if err != nil {
+			for _, done := range cols[:i] {
+				done.Release()
+			}
+			return nil, fmt.Errorf("concatenate batches: %w", err)
+		}
+		cols[i] = c
+	}
+	out := array.NewRecordBatch(schema, cols, rows)
+	for _, c := range cols {
+		c.Release()
+	}
+	return out, nil
+}
