@@ -1,8 +1,13 @@
 module github.com/strom-io/strom/e2e
 
-go 1.26
+go 1.26.0
 
-require github.com/strom-io/strom/testenv v0.0.0
+require (
+	connectrpc.com/connect v1.21.1
+	github.com/strom-io/strom/api v0.0.0-00010101000000-000000000000
+	github.com/strom-io/strom/testenv v0.0.0
+	google.golang.org/protobuf v1.36.12
+)
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0 // indirect

@@ -183,3 +183,14 @@ func runCLI(p *process, args ...string) (stdout, stderr string, err error) {
 	err = cmd.Run()
 	return o.String(), e.String(), err
 }
+
+// kill sends SIGKILL, as a crash would, and waits for the exit.
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("strom server did not die of SIGKILL")
+	}
+}

@@ -16,7 +16,7 @@ import (
 func benchObject(b *testing.B, c segment.Codec) ([]byte, segment.SectionInfo, []string) {
 	mem := memory.NewGoAllocator()
 	sec := segment.Section{TableID: 1, Codec: c}
-	const batches, rows = 8, 6000
+	const batches, rows = 8, 4000
 	for i := 0; i < batches; i++ {
 		rec := wideRecord(b, mem, rows, 10, 10, i)
 		sec.Batches = append(sec.Batches, segment.Batch{BaseOffset: int64(i * rows), Timestamp: time.Now(), Record: rec})
