@@ -91,9 +91,9 @@ func (w *Writer) flush(ctx context.Context) {
 		a.put = true
 	}
 	err := w.store.CommitSegment(ctx, a.seg)
-	if errors.Is(err, catalog.ErrAlreadyExists) && a.tries > 1 {
+	if err != nil && a.tries > 1 && w.registered(ctx, a) {
 		// An earlier try of this very commit succeeded but its answer was
-		// lost: the object key is registered.
+		// lost (the catalog connection broke after the commit).
 		err = nil
 	}
 	switch {
@@ -108,6 +108,13 @@ func (w *Writer) flush(ctx context.Context) {
 			w.logger.Warn("flush: segment commit failed; retrying", slog.String("object", a.seg.ObjectKey), slog.Int("try", a.tries), slog.Any("err", err))
 		}
 	}
+}
+
+// registered reports whether a's segment is already in the catalog.
+func (w *Writer) registered(ctx context.Context, a *attempt) bool {
+	r := a.seg.Ranges[0]
+	ranges, err := w.store.ListSegments(ctx, r.Bucket, r.BaseOffset, 1)
+	return err == nil && len(ranges) == 1 && ranges[0].ObjectKey == a.seg.ObjectKey && ranges[0].BaseOffset == r.BaseOffset
 }
 
 // collect builds the next attempt from every bucket's pending batches.

@@ -68,6 +68,7 @@ type Store interface {
 	ListBuckets(ctx context.Context, tableID int64) ([]catalog.BucketState, error)
 	WriterSequences(ctx context.Context, b catalog.BucketID) ([]catalog.WriterSequence, error)
 	CommitSegment(ctx context.Context, seg catalog.Segment) error
+	ListSegments(ctx context.Context, b catalog.BucketID, from int64, limit int) ([]catalog.SegmentRange, error)
 }
 
 // Log is the write-ahead log (wal.WAL).
