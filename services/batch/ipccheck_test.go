@@ -187,8 +187,12 @@ func (n fbNav) elem(tab flatbuffers.Table, slot, i int) (flatbuffers.UOffsetT, f
 	return e, flatbuffers.Table{Bytes: n.buf, Pos: tab.Indirect(e)}
 }
 
-func (n fbNav) put32(pos flatbuffers.UOffsetT, v uint32) { binary.LittleEndian.PutUint32(n.buf[pos:], v) }
-func (n fbNav) put64(pos flatbuffers.UOffsetT, v uint64) { binary.LittleEndian.PutUint64(n.buf[pos:], v) }
+func (n fbNav) put32(pos flatbuffers.UOffsetT, v uint32) {
+	binary.LittleEndian.PutUint32(n.buf[pos:], v)
+}
+func (n fbNav) put64(pos flatbuffers.UOffsetT, v uint64) {
+	binary.LittleEndian.PutUint64(n.buf[pos:], v)
+}
 
 // Streams arrow-go writes, with every type it has, pass the check, and
 // the check leaves them unchanged.
