@@ -7,7 +7,75 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strom-io/strom/services/wal"
+	"github.com/strom-io/strom/services/writer"
 )
+
+// writePathMetrics turns writer and WAL events into Prometheus metrics.
+type writePathMetrics struct {
+	flushes       *prometheus.CounterVec
+	flushBytes    prometheus.Counter
+	flushRows     prometheus.Counter
+	flushDuration prometheus.Histogram
+	walBatches    prometheus.Counter
+	walRecords    prometheus.Counter
+	walBytes      prometheus.Counter
+	walFsync      prometheus.Histogram
+}
+
+func newWritePathMetrics(reg prometheus.Registerer) *writePathMetrics {
+	m := &writePathMetrics{
+		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strom_writer_flushes_total", Help: "Segment flush attempts by result (committed or failed).",
+		}, []string{"result"}),
+		flushBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strom_writer_flushed_bytes_total", Help: "Bytes of committed segment objects.",
+		}),
+		flushRows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strom_writer_flushed_rows_total", Help: "Rows in committed segment objects.",
+		}),
+		flushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "strom_writer_flush_duration_seconds", Help: "Segment upload plus catalog commit time.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		walBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strom_wal_group_commits_total", Help: "WAL group commits (one write and one fsync each).",
+		}),
+		walRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strom_wal_records_total", Help: "Records appended to the WAL.",
+		}),
+		walBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strom_wal_written_bytes_total", Help: "Bytes written to the WAL, headers included.",
+		}),
+		walFsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "strom_wal_fsync_duration_seconds", Help: "WAL fsync latency.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+		}),
+	}
+	m.flushes.WithLabelValues("committed")
+	m.flushes.WithLabelValues("failed")
+	reg.MustRegister(m.flushes, m.flushBytes, m.flushRows, m.flushDuration, m.walBatches, m.walRecords, m.walBytes, m.walFsync)
+	return m
+}
+
+func (m *writePathMetrics) onFlush(f writer.FlushInfo) {
+	if f.Err != nil {
+		m.flushes.WithLabelValues("failed").Inc()
+		return
+	}
+	m.flushes.WithLabelValues("committed").Inc()
+	m.flushBytes.Add(float64(f.Bytes))
+	m.flushRows.Add(float64(f.Rows))
+	m.flushDuration.Observe(f.Duration.Seconds())
+}
+
+func (m *writePathMetrics) onWALCommit(c wal.CommitInfo) {
+	m.walBatches.Inc()
+	m.walRecords.Add(float64(c.Records))
+	m.walBytes.Add(float64(c.Bytes))
+	m.walFsync.Observe(c.SyncDuration.Seconds())
+}
 
 // apiMetrics counts API requests by procedure and Connect code.
 type apiMetrics struct {

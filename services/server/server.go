@@ -71,8 +71,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		_ = store.Close()
 		return nil, err
 	}
+	wpm := newWritePathMetrics(reg)
 	walOpts := cfg.WAL
 	walOpts.Logger = logger.With(slog.String("component", "wal"))
+	walOpts.OnCommit = wpm.onWALCommit
 	log, err := wal.Open(walOpts)
 	if err != nil {
 		_ = bucket.Close()
@@ -94,6 +96,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	s.writer = writer.New(writer.Config{
 		FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
 		MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,
+		OnFlush: wpm.onFlush,
 	}, store, bucket, log, s.keeper, s.hub, logger.With(slog.String("component", "writer")))
 	rd := reader.New(store, bucket, s.hub)
 	metrics := newAPIMetrics(reg)

@@ -301,3 +301,39 @@ func TestGRPCHealth(t *testing.T) {
 		t.Fatalf("health: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestWritePathMetrics: an append shows in the writer and WAL metrics.
+func TestWritePathMetrics(t *testing.T) {
+	base := startServer(t)
+	for _, call := range []struct{ method, body string }{
+		{"AdminService/CreateDatabase", `{"name":"m"}`},
+		{"AdminService/CreateTable", `{"database":"m","name":"t","schema":{"columns":[{"name":"id","type":"BIGINT"}]}}`},
+		{"WriteService/Append", `{"database":"m","table":"t","rows":[{"id":1},{"id":2}]}`},
+	} {
+		resp, err := http.Post(base+"/strom.v1."+call.method, "application/json", strings.NewReader(call.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", call.method, resp.StatusCode, body)
+		}
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`strom_writer_flushes_total{result="committed"} 1`,
+		`strom_writer_flushed_rows_total 2`,
+		`strom_wal_records_total 1`,
+		`strom_api_requests_total{code="ok",procedure="/strom.v1.WriteService/Append"} 1`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

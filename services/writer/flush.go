@@ -81,11 +81,23 @@ func (w *Writer) flush(ctx context.Context) {
 	}
 	w.retry = a
 	a.tries++
+	start := time.Now()
+	report := func(err error) {
+		if w.cfg.OnFlush == nil {
+			return
+		}
+		var rows int64
+		for _, r := range a.seg.Ranges {
+			rows += r.EndOffset - r.BaseOffset
+		}
+		w.cfg.OnFlush(FlushInfo{Bytes: a.seg.Size, Buckets: len(a.seg.Ranges), Rows: rows, Duration: time.Since(start), Err: err})
+	}
 	if !a.put {
 		if err := w.objects.Put(ctx, a.seg.ObjectKey, bytes.NewReader(a.data), int64(len(a.data))); err != nil {
 			if ctx.Err() == nil {
 				w.logger.Warn("flush: segment upload failed; retrying", slog.String("object", a.seg.ObjectKey), slog.Int("try", a.tries), slog.Any("err", err))
 			}
+			report(err)
 			return
 		}
 		a.put = true
@@ -96,6 +108,7 @@ func (w *Writer) flush(ctx context.Context) {
 		// lost (the catalog connection broke after the commit).
 		err = nil
 	}
+	report(err)
 	switch {
 	case err == nil:
 		w.retry = nil

@@ -60,6 +60,18 @@ type Config struct {
 	FlushBytes      int64
 	MaxPendingBytes int64
 	CommitTimeout   time.Duration
+	// OnFlush, if set, is called after every flush attempt, e.g. to feed
+	// metrics. It runs on the flushing goroutine and must not block.
+	OnFlush func(FlushInfo)
+}
+
+// FlushInfo describes one flush attempt.
+type FlushInfo struct {
+	Bytes    int64 // size of the segment object
+	Buckets  int
+	Rows     int64
+	Duration time.Duration // upload and commit
+	Err      error         // nil when committed
 }
 
 // Store is the part of the catalog the writer uses.
