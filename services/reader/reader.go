@@ -16,6 +16,7 @@ import (
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
 	"github.com/strom-io/strom/services/notify"
+	"github.com/strom-io/strom/services/objstore"
 	"github.com/strom-io/strom/services/segment"
 )
 
@@ -160,6 +161,10 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 		res.Stats.BytesFetched += st.BytesFetched
 		res.Stats.ChunkBytes += st.ChunkBytes
 		res.Stats.Chunks += st.Chunks
+		if objstore.IsNotExist(err) {
+			res.Release()
+			return FetchResult{}, fmt.Errorf("%w: offset %d of bucket %s was deleted by retention; read from the earliest offset", ErrOffsetOutOfRange, res.NextOffset, req.Bucket)
+		}
 		if err != nil {
 			res.Release()
 			return FetchResult{}, fmt.Errorf("reader: segment %s: %w", rg.ObjectKey, err)

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/strom-io/strom/services/objstore"
+	"github.com/strom-io/strom/services/retention"
 	"github.com/strom-io/strom/services/wal"
 )
 
@@ -24,13 +25,14 @@ import (
 type Config struct {
 	// DataDir holds the local state: the WAL, caches and, with embedded
 	// defaults, the catalog and the objects.
-	DataDir  string          `yaml:"data_dir"`
-	Log      LogConfig       `yaml:"log"`
-	Server   HTTPConfig      `yaml:"server"`
-	Catalog  CatalogConfig   `yaml:"catalog"`
-	ObjStore objstore.Config `yaml:"objstore"`
-	Frontend FrontendConfig  `yaml:"frontend"`
-	WAL      wal.Options     `yaml:"wal"`
+	DataDir   string           `yaml:"data_dir"`
+	Log       LogConfig        `yaml:"log"`
+	Server    HTTPConfig       `yaml:"server"`
+	Catalog   CatalogConfig    `yaml:"catalog"`
+	ObjStore  objstore.Config  `yaml:"objstore"`
+	Frontend  FrontendConfig   `yaml:"frontend"`
+	WAL       wal.Options      `yaml:"wal"`
+	Retention retention.Config `yaml:"retention"`
 }
 
 // FrontendConfig configures the write path and bucket leadership.
@@ -102,6 +104,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.ObjStore.RegisterFlags("objstore.", f)
 	c.Frontend.RegisterFlags("frontend.", f)
 	c.WAL.RegisterFlags("wal.", f)
+	c.Retention.RegisterFlags("retention.", f)
 }
 
 // RegisterFlags registers the listener settings under prefix.
@@ -163,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if fe.CommitTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("frontend.commit_timeout: must be at least 100ms, got %s", fe.CommitTimeout))
+	}
+	if err := c.Retention.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.ObjStore.Validate(); err != nil {
 		errs = append(errs, err)

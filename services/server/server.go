@@ -27,6 +27,7 @@ import (
 	"github.com/strom-io/strom/services/objstore"
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/services/readsvc"
+	"github.com/strom-io/strom/services/retention"
 	"github.com/strom-io/strom/services/wal"
 	"github.com/strom-io/strom/services/writer"
 	"github.com/strom-io/strom/services/writesvc"
@@ -46,10 +47,11 @@ type Server struct {
 	http     *http.Server
 	listener net.Listener
 
-	wal    *wal.WAL
-	hub    *notify.Hub
-	keeper *lease.Keeper
-	writer *writer.Writer
+	wal       *wal.WAL
+	hub       *notify.Hub
+	keeper    *lease.Keeper
+	writer    *writer.Writer
+	retention *retention.Retention
 }
 
 // services lists the fully-qualified names of the served gRPC services, for
@@ -99,6 +101,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		OnFlush: wpm.onFlush,
 	}, store, bucket, log, s.keeper, s.hub, logger.With(slog.String("component", "writer")))
 	rd := reader.New(store, bucket, s.hub)
+	s.retention = retention.New(cfg.Retention, store, bucket, logger.With(slog.String("component", "retention")))
 	metrics := newAPIMetrics(reg)
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(metrics.interceptor()),
@@ -158,9 +161,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		stopBG()
 		wg.Wait()
 	}()
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.hub.Follow(bg, s.store, s.logger) }()
 	go func() { defer wg.Done(); _ = s.keeper.Run(bg) }()
+	go func() { defer wg.Done(); _ = s.retention.Run(bg) }()
 	if err := s.writer.Recover(ctx); err != nil {
 		return err
 	}
