@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -102,23 +103,11 @@ func S3(tb testing.TB) S3Endpoint {
 		tb.Fatalf("%v", s3Server.err)
 	}
 	ep, client := s3Server.ep, s3Server.client
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-
 	if shared := os.Getenv(EnvS3Bucket); shared != "" {
 		ep.Bucket = shared
 		ep.Prefix = "strom-test-" + randomHex(8) + "/"
 	} else {
-		ep.Bucket = "strom-test-" + randomHex(8)
-		in := &s3.CreateBucketInput{Bucket: aws.String(ep.Bucket)}
-		if ep.Region != "us-east-1" {
-			in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
-				LocationConstraint: types.BucketLocationConstraint(ep.Region),
-			}
-		}
-		if _, err := client.CreateBucket(ctx, in); err != nil {
-			tb.Fatalf("testenv: S3: create bucket %s at %s: %v", ep.Bucket, ep.Endpoint, err)
-		}
+		ep.Bucket = createBucket(tb, client, ep)
 	}
 	tb.Cleanup(func() {
 		where := "s3://" + ep.Bucket + "/" + ep.Prefix
@@ -131,6 +120,25 @@ func S3(tb testing.TB) S3Endpoint {
 		}
 	})
 	return ep
+}
+
+// createBucket creates a bucket with a new random name at ep and returns
+// the name.
+func createBucket(tb testing.TB, client *s3.Client, ep S3Endpoint) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := "strom-test-" + randomHex(8)
+	in := &s3.CreateBucketInput{Bucket: aws.String(name)}
+	if ep.Region != "us-east-1" {
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
+			LocationConstraint: types.BucketLocationConstraint(ep.Region),
+		}
+	}
+	if _, err := client.CreateBucket(ctx, in); err != nil {
+		tb.Fatalf("testenv: S3: create bucket %s at %s: %v", name, ep.Endpoint, err)
+	}
+	return name
 }
 
 // s3Remove deletes the objects under ep.Prefix and, without a prefix, the
@@ -177,73 +185,165 @@ func s3Start() (S3Endpoint, error) {
 			SecretKey: os.Getenv(EnvS3SecretKey),
 		}, nil
 	}
+	srv, err := newS3Server()
+	if err != nil {
+		return S3Endpoint{}, fmt.Errorf("testenv: %w", err)
+	}
+	atExit(func() { srv.remove(true) })
+	return srv.ep, nil
+}
+
+// S3Server is a versitygw of the caller's own, which it may stop and start
+// again to test what happens while the object store is down.
+type S3Server struct {
+	bin     string
+	base    string // temporary directory: root and the log
+	root    string // every bucket is a directory in root
+	logPath string
+	addr    string // 127.0.0.1:port, kept across restarts
+	ep      S3Endpoint
+	client  *s3.Client
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd // nil while stopped
+	exited  chan struct{}
+	waitErr error
+}
+
+// StartS3 starts a dedicated versitygw over a new temporary directory on a
+// free 127.0.0.1 port; it is removed when tb's test ends (kept, and its
+// directory logged, when the test failed). Unlike [S3], it never uses
+// STROM_TEST_S3_ENDPOINT: a test that stops its server must own it.
+func StartS3(tb testing.TB) *S3Server {
+	tb.Helper()
+	srv, err := newS3Server()
+	if err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+	if srv.client, err = newS3Client(srv.ep.Endpoint, srv.ep.Region, srv.ep.AccessKey, srv.ep.SecretKey); err != nil {
+		srv.remove(true)
+		tb.Fatalf("testenv: S3 client: %v", err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("testenv: S3: kept versitygw directory %s (log versitygw.log) for inspection", srv.base)
+		}
+		srv.remove(!tb.Failed())
+	})
+	return srv
+}
+
+// Endpoint returns a new, empty bucket on the server, which must be
+// running. The bucket goes with the server's directory.
+func (s *S3Server) Endpoint(tb testing.TB) S3Endpoint {
+	tb.Helper()
+	ep := s.ep
+	ep.Bucket = createBucket(tb, s.client, ep)
+	return ep
+}
+
+// Stop kills the server (SIGKILL), as a crash would; its directory, and so
+// every object, is kept for [S3Server.Start].
+func (s *S3Server) Stop(tb testing.TB) {
+	tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		tb.Fatalf("testenv: stop versitygw on %s: not running", s.addr)
+	}
+	s.kill()
+}
+
+// Start starts a stopped server again on the same port and directory and
+// waits until it answers.
+func (s *S3Server) Start(tb testing.TB) {
+	tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		tb.Fatalf("testenv: start versitygw on %s: already running", s.addr)
+	}
+	if err := s.start(); err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+}
+
+// newS3Server starts versitygw over a new temporary directory on a free
+// port and waits until it answers HTTP.
+func newS3Server() (*S3Server, error) {
 	bin, err := lookBinary("versitygw", CacheBinDir())
 	if err != nil {
-		return S3Endpoint{}, err
+		return nil, err
+	}
+	base, err := os.MkdirTemp("", "strom-versitygw-")
+	if err != nil {
+		return nil, fmt.Errorf("versitygw: %w", err)
+	}
+	s := &S3Server{
+		bin:     bin,
+		base:    base,
+		root:    filepath.Join(base, "root"),
+		logPath: filepath.Join(base, "versitygw.log"),
+	}
+	if err := os.Mkdir(s.root, 0o755); err != nil {
+		os.RemoveAll(base)
+		return nil, fmt.Errorf("versitygw: %w", err)
 	}
 	// A port can be taken between freePort and the server's bind; try again.
 	for attempt := 1; ; attempt++ {
-		ep, err := startVersitygw(bin)
-		if err == nil {
-			return ep, nil
+		port, err := freePort()
+		if err != nil {
+			os.RemoveAll(base)
+			return nil, err
+		}
+		s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+		s.ep = S3Endpoint{
+			Endpoint:  "http://" + s.addr,
+			Region:    gwRegion,
+			AccessKey: gwAccessKey,
+			SecretKey: gwSecretKey,
+		}
+		if err = s.start(); err == nil {
+			return s, nil
 		}
 		if attempt == 3 {
-			return S3Endpoint{}, fmt.Errorf("testenv: %w", err)
+			os.RemoveAll(base)
+			return nil, err
 		}
 	}
 }
 
-// startVersitygw starts versitygw over a new temporary directory and waits
-// until it answers HTTP.
-func startVersitygw(bin string) (S3Endpoint, error) {
-	base, err := os.MkdirTemp("", "strom-versitygw-")
+// start runs versitygw on s.addr over s.root and waits until it answers
+// HTTP. The caller holds s.mu, or owns s alone.
+func (s *S3Server) start() error {
+	logFile, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return S3Endpoint{}, fmt.Errorf("versitygw: %w", err)
-	}
-	root := filepath.Join(base, "root") // every bucket is a directory in root
-	logPath := filepath.Join(base, "versitygw.log")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		os.RemoveAll(base)
-		return S3Endpoint{}, fmt.Errorf("versitygw: %w", err)
-	}
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		os.RemoveAll(base)
-		return S3Endpoint{}, fmt.Errorf("versitygw: %w", err)
+		return fmt.Errorf("versitygw: %w", err)
 	}
 	defer logFile.Close()
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(base)
-		return S3Endpoint{}, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin,
-		"--port", addr,
+	logStart, _ := logFile.Seek(0, io.SeekEnd)
+	cmd := exec.Command(s.bin,
+		"--port", s.addr,
 		"--access", gwAccessKey,
 		"--secret", gwSecretKey,
 		"--region", gwRegion,
 		"--quiet", "--keep-alive",
-		"posix", root)
+		"posix", s.root)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(base)
-		return S3Endpoint{}, fmt.Errorf("versitygw: start %s: %w", bin, err)
+		return fmt.Errorf("versitygw: start %s: %w", s.bin, err)
 	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		os.RemoveAll(base)
-	}
+	s.cmd, s.exited, s.waitErr = cmd, make(chan struct{}), nil
+	exited := s.exited
+	go func() { s.waitErr = cmd.Wait(); close(exited) }()
 
-	ep := S3Endpoint{
-		Endpoint:  "http://" + addr,
-		Region:    gwRegion,
-		AccessKey: gwAccessKey,
-		SecretKey: gwSecretKey,
+	// This run's part of the log, for errors.
+	runLog := func() []byte {
+		out, _ := os.ReadFile(s.logPath)
+		if int64(len(out)) >= logStart {
+			out = out[logStart:]
+		}
+		return bytes.TrimSpace(out)
 	}
 	probe := &http.Client{
 		Timeout:   time.Second,
@@ -253,23 +353,42 @@ func startVersitygw(bin string) (S3Endpoint, error) {
 	for {
 		select {
 		case <-exited:
-			out, _ := os.ReadFile(logPath)
-			stop()
-			return S3Endpoint{}, fmt.Errorf("versitygw exited while starting (%v): %s", waitErr, bytes.TrimSpace(out))
+			err := s.waitErr
+			s.cmd = nil
+			return fmt.Errorf("versitygw exited while starting on %s (%v): %s", s.addr, err, runLog())
 		default:
 		}
 		// Any HTTP answer (an S3 AccessDenied) means it serves.
-		if resp, err := probe.Get(ep.Endpoint + "/"); err == nil {
+		if resp, err := probe.Get(s.ep.Endpoint + "/"); err == nil {
 			resp.Body.Close()
-			atExit(stop)
-			return ep, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logPath)
-			stop()
-			return S3Endpoint{}, fmt.Errorf("versitygw did not answer on %s within 15s: %s", addr, bytes.TrimSpace(out))
+			s.kill()
+			return fmt.Errorf("versitygw did not answer on %s within 15s: %s", s.addr, runLog())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill stops the running process, if any, and waits for it to exit. The
+// caller holds s.mu, or owns s alone.
+func (s *S3Server) kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// remove kills the server and, if removeDir, deletes its directory.
+func (s *S3Server) remove(removeDir bool) {
+	s.mu.Lock()
+	s.kill()
+	s.mu.Unlock()
+	if removeDir {
+		os.RemoveAll(s.base)
 	}
 }
 

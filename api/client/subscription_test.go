@@ -84,13 +84,26 @@ func TestSubscribeFollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	produced := make(chan error, 1)
 	go func() {
 		time.Sleep(100 * time.Millisecond) // some long polls time out empty
-		produce(t, c, 4, 6)
+		// Not produce(t, ...): t.Fatal must not run on this goroutine, and
+		// the producer must finish even after the rows were seen.
+		p := c.NewProducer("db", "t", client.WithLinger(0))
+		for k := 4; k < 10; k++ {
+			if err := p.Send(context.Background(), map[string]any{"k": k, "v": "row"}); err != nil {
+				produced <- err
+				return
+			}
+		}
+		produced <- p.Close(context.Background())
 	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	rows, err := collect(t, ctx, sub, 6)
+	if perr := <-produced; perr != nil {
+		t.Fatalf("produce: %v", perr)
+	}
 	if err != nil || len(rows) != 6 {
 		t.Fatalf("got %d rows, err %v; want 6", len(rows), err)
 	}
