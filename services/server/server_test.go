@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
@@ -335,5 +337,73 @@ func TestWritePathMetrics(t *testing.T) {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestSubscribeStreamsCommits: a Subscribe stream (gRPC) delivers what was
+// committed before it started and then every new commit, in order.
+func TestSubscribeStreamsCommits(t *testing.T) {
+	base := startServer(t, "-frontend.flush-interval", "5ms")
+	ctx := context.Background()
+	admin := stromv1connect.NewAdminServiceClient(http.DefaultClient, base)
+	if _, err := admin.CreateDatabase(ctx, connect.NewRequest(&stromv1.CreateDatabaseRequest{Name: "s"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateTable(ctx, connect.NewRequest(&stromv1.CreateTableRequest{
+		Database: "s", Name: "t", Schema: &stromv1.Schema{Columns: []*stromv1.Column{{Name: "id", Type: "BIGINT"}, {Name: "s", Type: "STRING", Nullable: true}}},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	write := stromv1connect.NewWriteServiceClient(h2cClient(), base, connect.WithGRPC())
+	appendIDs := func(ids ...int) {
+		t.Helper()
+		req := &stromv1.AppendRequest{Database: "s", Table: "t"}
+		for _, id := range ids {
+			st, _ := structpb.NewStruct(map[string]any{"id": id, "s": "x"})
+			req.Rows = append(req.Rows, st)
+		}
+		if _, err := write.Append(ctx, connect.NewRequest(req)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendIDs(1, 2)
+
+	read := stromv1connect.NewReadServiceClient(h2cClient(), base, connect.WithGRPC())
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	stream, err := read.Subscribe(sctx, connect.NewRequest(&stromv1.SubscribeRequest{Fetch: &stromv1.FetchRequest{
+		Database: "s", Table: "t", Columns: []string{"id"},
+	}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	var got []float64
+	next := float64(0)
+	receive := func(n int) {
+		t.Helper()
+		for len(got) < n {
+			if !stream.Receive() {
+				t.Fatalf("stream ended after %v: %v", got, stream.Err())
+			}
+			for _, row := range stream.Msg().GetRecords().GetRows() {
+				f := row.GetFields()
+				if f["_offset"].GetNumberValue() != next {
+					t.Fatalf("offset %v, want %v", f["_offset"].GetNumberValue(), next)
+				}
+				if _, ok := f["s"]; ok {
+					t.Fatalf("projected row has column s: %v", f)
+				}
+				next++
+				got = append(got, f["id"].GetNumberValue())
+			}
+		}
+	}
+	receive(2)
+	appendIDs(3)
+	appendIDs(4, 5)
+	receive(5)
+	if fmt.Sprint(got) != "[1 2 3 4 5]" {
+		t.Fatalf("streamed ids %v", got)
 	}
 }
