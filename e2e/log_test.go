@@ -21,13 +21,107 @@ import (
 // pgS3Args are the flags of a server on the test's own PostgreSQL database
 // and S3 bucket.
 func pgS3Args(t *testing.T) []string {
-	s3 := testenv.S3(t)
+	return append([]string{"-catalog.backend", "postgres", "-catalog.postgres.url", testenv.Postgres(t)}, s3Args(testenv.S3(t))...)
+}
+
+// s3Args are the flags of a server on the S3 bucket s3.
+func s3Args(s3 testenv.S3Endpoint) []string {
 	return []string{
-		"-catalog.backend", "postgres", "-catalog.postgres.url", testenv.Postgres(t),
 		"-objstore.backend", "s3", "-objstore.s3.endpoint", s3.Endpoint, "-objstore.s3.region", s3.Region,
 		"-objstore.s3.bucket", s3.Bucket, "-objstore.s3.prefix", s3.Prefix,
 		"-objstore.s3.access-key-id", s3.AccessKey, "-objstore.s3.secret-access-key", s3.SecretKey,
 	}
+}
+
+// load is idempotent writers appending batches with durable acks to
+// e2e.events, each retrying every unavailable error with the same sequence,
+// until finish is called.
+type load struct {
+	mu    sync.Mutex
+	acked map[string]bool
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	errs  chan error
+}
+
+// startLoad starts writers; hook, if set, sees every append's outcome.
+func startLoad(t *testing.T, p *process, writers, rows int, hook func(err error)) *load {
+	client := stromv1connect.NewWriteServiceClient(http.DefaultClient, p.url())
+	l := &load{acked: map[string]bool{}, stop: make(chan struct{}), errs: make(chan error, writers)}
+	for i := 0; i < writers; i++ {
+		w := &writerLoad{id: fmt.Sprintf("w%d", i)}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for n := 0; n < 2000; n++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				req := w.nextRequest(rows)
+				var err error
+				for attempt := 0; attempt < 300; attempt++ { // up to ~60s of retries
+					var resp *connect.Response[stromv1.AppendResponse]
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					resp, err = client.Append(ctx, connect.NewRequest(req))
+					cancel()
+					if hook != nil {
+						hook(err)
+					}
+					if err == nil {
+						record(t, l.acked, &l.mu, req, resp.Msg)
+						break
+					}
+					if connect.CodeOf(err) != connect.CodeUnavailable {
+						break
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				if err != nil {
+					l.errs <- fmt.Errorf("%s seq %d: %w", w.id, w.seq, err)
+					return
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// ackedRows is how many rows were acknowledged so far.
+func (l *load) ackedRows() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// finish stops the writers and fails the test if one gave up.
+func (l *load) finish(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	close(l.errs)
+	for err := range l.errs {
+		t.Fatalf("writer failed: %v", err)
+	}
+}
+
+// checkExactlyOnce reads every bucket of e2e.events and checks that each
+// acknowledged row is there once and no row twice.
+func checkExactlyOnce(t *testing.T, p *process, acked map[string]bool) {
+	t.Helper()
+	seen := readAll(t, p, "e2e", "events", 4)
+	for id := range acked {
+		if seen[id] != 1 {
+			t.Errorf("acknowledged row %s present %d times", id, seen[id])
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("row %s present %d times", id, n)
+		}
+	}
+	t.Logf("%d rows acknowledged, %d rows stored", len(acked), len(seen))
 }
 
 // writerLoad appends batches of rows with unique ids as one idempotent
@@ -152,18 +246,7 @@ func TestKillDuringDurableAppends(t *testing.T) {
 		record(t, acked, &mu, w.pending, resp.Msg)
 	}
 
-	seen := readAll(t, p, "e2e", "events", 4)
-	for id := range acked {
-		if seen[id] != 1 {
-			t.Errorf("acknowledged row %s present %d times", id, seen[id])
-		}
-	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Errorf("row %s present %d times", id, n)
-		}
-	}
-	t.Logf("%d rows acknowledged, %d rows stored", len(acked), len(seen))
+	checkExactlyOnce(t, p, acked)
 	p.stop(t)
 }
 
@@ -210,78 +293,18 @@ func readAll(t *testing.T, p *process, db, table string, buckets int32) map[stri
 // lost nor doubled.
 func TestCatalogRestartDuringAppends(t *testing.T) {
 	pg := testenv.StartPostgres(t)
-	s3 := testenv.S3(t)
-	dir := t.TempDir()
-	p := startServer(t, dir, "-catalog.backend", "postgres", "-catalog.postgres.url", pg.URL(),
-		"-objstore.backend", "s3", "-objstore.s3.endpoint", s3.Endpoint, "-objstore.s3.region", s3.Region,
-		"-objstore.s3.bucket", s3.Bucket, "-objstore.s3.prefix", s3.Prefix,
-		"-objstore.s3.access-key-id", s3.AccessKey, "-objstore.s3.secret-access-key", s3.SecretKey,
-		"-frontend.commit-timeout", "1s")
+	args := append([]string{"-catalog.backend", "postgres", "-catalog.postgres.url", pg.URL(), "-frontend.commit-timeout", "1s"}, s3Args(testenv.S3(t))...)
+	p := startServer(t, t.TempDir(), args...)
 	cli(t, p, "db", "create", "e2e")
 	cli(t, p, "table", "create", "e2e.events", "-c", "id STRING NOT NULL", "-c", "v BIGINT", "--buckets", "4", "--bucket-key", "id")
 
-	client := stromv1connect.NewWriteServiceClient(http.DefaultClient, p.url())
-	acked := map[string]bool{}
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for i := 0; i < 4; i++ {
-		w := &writerLoad{id: fmt.Sprintf("w%d", i)}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; n < 2000; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req := w.nextRequest(10)
-				var err error
-				for attempt := 0; attempt < 300; attempt++ { // up to ~60s of retries
-					var resp *connect.Response[stromv1.AppendResponse]
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					resp, err = client.Append(ctx, connect.NewRequest(req))
-					cancel()
-					if err == nil {
-						record(t, acked, &mu, req, resp.Msg)
-						break
-					}
-					if connect.CodeOf(err) != connect.CodeUnavailable {
-						break
-					}
-					time.Sleep(200 * time.Millisecond)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("%s seq %d: %w", w.id, w.seq, err)
-					return
-				}
-			}
-		}()
-	}
+	l := startLoad(t, p, 4, 10, nil)
 	time.Sleep(1500 * time.Millisecond)
 	pg.Stop(t)
 	time.Sleep(2 * time.Second)
 	pg.Start(t)
 	time.Sleep(3 * time.Second)
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("writer failed: %v", err)
-	}
-	seen := readAll(t, p, "e2e", "events", 4)
-	for id := range acked {
-		if seen[id] != 1 {
-			t.Errorf("acknowledged row %s present %d times", id, seen[id])
-		}
-	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Errorf("row %s present %d times", id, n)
-		}
-	}
-	t.Logf("%d rows acknowledged, %d rows stored", len(acked), len(seen))
+	l.finish(t)
+	checkExactlyOnce(t, p, l.acked)
 	p.stop(t)
 }

@@ -1,20 +1,16 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
-	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
-	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 	"github.com/strom-io/strom/testenv"
 )
 
@@ -27,68 +23,26 @@ func TestObjectStoreOutageDuringAppends(t *testing.T) {
 	s3srv := testenv.StartS3(t)
 	s3 := s3srv.Endpoint(t)
 	dir := t.TempDir()
-	p := startServer(t, dir, "-catalog.backend", "postgres", "-catalog.postgres.url", testenv.Postgres(t),
-		"-objstore.backend", "s3", "-objstore.s3.endpoint", s3.Endpoint, "-objstore.s3.region", s3.Region,
-		"-objstore.s3.bucket", s3.Bucket, "-objstore.s3.prefix", s3.Prefix,
-		"-objstore.s3.access-key-id", s3.AccessKey, "-objstore.s3.secret-access-key", s3.SecretKey,
-		"-frontend.commit-timeout", "1s")
+	args := append([]string{"-catalog.backend", "postgres", "-catalog.postgres.url", testenv.Postgres(t), "-frontend.commit-timeout", "1s"}, s3Args(s3)...)
+	p := startServer(t, dir, args...)
 	cli(t, p, "db", "create", "e2e")
 	cli(t, p, "table", "create", "e2e.events", "-c", "id STRING NOT NULL", "-c", "v BIGINT", "--buckets", "4", "--bucket-key", "id")
 
-	client := stromv1connect.NewWriteServiceClient(http.DefaultClient, p.url())
-	acked := map[string]bool{}
-	var mu sync.Mutex
 	var outage atomic.Bool       // the S3 server is stopped
 	var unavailable atomic.Int64 // appends that failed with unavailable during the outage
 	var ackedAfter atomic.Int64  // appends acknowledged after the outage
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for i := 0; i < 4; i++ {
-		w := &writerLoad{id: fmt.Sprintf("w%d", i)}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; n < 2000; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req := w.nextRequest(10)
-				var err error
-				for attempt := 0; attempt < 300; attempt++ { // up to ~60s of retries
-					var resp *connect.Response[stromv1.AppendResponse]
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					resp, err = client.Append(ctx, connect.NewRequest(req))
-					cancel()
-					during := outage.Load()
-					if err == nil {
-						record(t, acked, &mu, req, resp.Msg)
-						if !during {
-							ackedAfter.Add(1)
-						}
-						break
-					}
-					if connect.CodeOf(err) != connect.CodeUnavailable {
-						break
-					}
-					if during {
-						unavailable.Add(1)
-					}
-					time.Sleep(200 * time.Millisecond)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("%s seq %d: %w", w.id, w.seq, err)
-					return
-				}
-			}
-		}()
-	}
+	l := startLoad(t, p, 4, 10, func(err error) {
+		during := outage.Load()
+		switch {
+		case err == nil && !during:
+			ackedAfter.Add(1)
+		case during && connect.CodeOf(err) == connect.CodeUnavailable:
+			unavailable.Add(1)
+		}
+	})
 	time.Sleep(1500 * time.Millisecond)
-	mu.Lock()
-	before := len(acked)
-	mu.Unlock()
+	before := l.ackedRows()
+	ackedAfter.Store(0) // count only appends after the outage
 	if before == 0 {
 		t.Error("no append was acknowledged before the outage")
 	}
@@ -118,12 +72,7 @@ func TestObjectStoreOutageDuringAppends(t *testing.T) {
 	s3srv.Start(t)
 	t.Logf("S3 server down for %v", time.Since(outageStart).Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("writer failed: %v", err)
-	}
+	l.finish(t)
 	if n := unavailable.Load(); n == 0 {
 		t.Error("no append failed with unavailable during the outage")
 	} else {
@@ -134,19 +83,8 @@ func TestObjectStoreOutageDuringAppends(t *testing.T) {
 	}
 	waitReady(t, p)
 
-	seen := readAll(t, p, "e2e", "events", 4)
-	for id := range acked {
-		if seen[id] != 1 {
-			t.Errorf("acknowledged row %s present %d times", id, seen[id])
-		}
-	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Errorf("row %s present %d times", id, n)
-		}
-	}
-	t.Logf("%d rows acknowledged (%d before the outage, %d appends after it), %d rows stored",
-		len(acked), before, ackedAfter.Load(), len(seen))
+	checkExactlyOnce(t, p, l.acked)
+	t.Logf("%d rows acknowledged before the outage, %d appends after it", before, ackedAfter.Load())
 	p.stop(t)
 }
 
