@@ -34,7 +34,7 @@
 //	SQL type          ToJSON writes                        FromJSON also accepts
 //	BOOLEAN           true / false                         -
 //	TINYINT..INT      number                               integral number or numeric string ("12", "1.2e1")
-//	BIGINT            number if |v| <= 2^53, else string   the same
+//	BIGINT            number if |v| < 2^53, else string    the same; a float64 of 2^53 or more is refused
 //	FLOAT, DOUBLE     number; "NaN", "Infinity",           numeric string
 //	                  "-Infinity" as strings
 //	DECIMAL(p,s)      string with exactly s fraction       number (read as its shortest decimal

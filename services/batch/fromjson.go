@@ -263,6 +263,12 @@ func (c *jsonColumn) integer(v any, lo, hi int64) (int64, string) {
 		}
 		return x, ""
 	case float64:
+		if math.Abs(x) >= maxExactJSONInt && x == math.Trunc(x) {
+			// A JSON number decoded as a float64 (protobuf's Struct does
+			// that) is exact only up to 2^53: past it the value may
+			// already be another integer than the one sent.
+			return 0, c.want(v, "an integer of magnitude 2^53 or more sent as a JSON number may have lost precision; send it as a string")
+		}
 		if x == math.Trunc(x) && x >= -(1<<63) && x < 1<<63 {
 			n := int64(x)
 			if n < lo || n > hi {

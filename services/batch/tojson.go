@@ -9,8 +9,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
-// maxExactJSONInt is 2^53: integers up to it in magnitude survive a float64
-// (JavaScript, google.protobuf.Struct) exactly.
+// maxExactJSONInt is 2^53: integers below it in magnitude survive a float64
+// (JavaScript, google.protobuf.Struct) exactly and unambiguously (2^53+1
+// becomes 2^53 as a float64, so FromJSON refuses float64s of 2^53 or more).
 const maxExactJSONInt = 1 << 53
 
 // ToJSON converts a record batch to one JSON object per row, keyed by column
@@ -152,7 +153,7 @@ func unitPrecision(u arrow.TimeUnit) int32 {
 // jsonInt64 returns v as a number if a float64 holds it exactly, else as a
 // decimal string.
 func jsonInt64(v int64) any {
-	if v > maxExactJSONInt || v < -maxExactJSONInt {
+	if v >= maxExactJSONInt || v <= -maxExactJSONInt {
 		return fmt.Sprint(v)
 	}
 	return v

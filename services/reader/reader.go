@@ -27,12 +27,15 @@ var (
 	ErrOffsetOutOfRange = errors.New("reader: offset out of range")
 	// ErrUnknownColumn: a projected column is not in the table.
 	ErrUnknownColumn = errors.New("reader: unknown column")
+	// ErrInvalidColumns: the projection names a column twice.
+	ErrInvalidColumns = errors.New("reader: invalid projection")
 	// ErrUnknownBucket: the bucket number is not in the table.
 	ErrUnknownBucket = errors.New("reader: unknown bucket")
 )
 
-// segmentsPerFetch bounds the catalog rows read per Fetch.
-const segmentsPerFetch = 16
+// segmentsPerFetch bounds the catalog rows read per Fetch; MaxBytes
+// usually ends a Fetch first.
+const segmentsPerFetch = 128
 
 // Store is the part of the catalog the reader uses.
 type Store interface {
@@ -115,10 +118,15 @@ func (r *Reader) Fetch(ctx context.Context, req FetchRequest) (FetchResult, erro
 		return FetchResult{}, fmt.Errorf("%w: bucket %d, table %s.%s has buckets 0..%d", ErrUnknownBucket, req.Bucket.Bucket, req.Table.Database, req.Table.Name, req.Table.Buckets-1)
 	}
 	schema := batch.ArrowSchema(req.Table.Schema)
+	named := make(map[string]bool, len(req.Columns))
 	for _, c := range req.Columns {
 		if len(schema.FieldIndices(c)) == 0 {
 			return FetchResult{}, fmt.Errorf("%w %q in table %s.%s", ErrUnknownColumn, c, req.Table.Database, req.Table.Name)
 		}
+		if named[c] {
+			return FetchResult{}, fmt.Errorf("%w: column %q named twice", ErrInvalidColumns, c)
+		}
+		named[c] = true
 	}
 	deadline := time.Now().Add(req.MaxWait)
 	for {

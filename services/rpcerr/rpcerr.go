@@ -42,6 +42,7 @@ var codes = []struct {
 	{writer.ErrClosed, connect.CodeUnavailable},
 	{reader.ErrOffsetOutOfRange, connect.CodeOutOfRange},
 	{reader.ErrUnknownColumn, connect.CodeInvalidArgument},
+	{reader.ErrInvalidColumns, connect.CodeInvalidArgument},
 	{reader.ErrUnknownBucket, connect.CodeInvalidArgument},
 	{objstore.ErrUnavailable, connect.CodeUnavailable},
 }

@@ -26,15 +26,18 @@ type Part struct {
 
 // Router assigns rows to buckets: by the hash of the bucket key (for a
 // primary-key table without one, the primary key), or, for a log table
-// without a bucket key, a whole request to one bucket in turn (sticky
-// round-robin, so small requests make few, large batches).
+// without a bucket key, a whole request to one bucket (so small requests
+// make few, large batches): in turn, or for an idempotent writer by the hash
+// of its writer id and sequence, so that a retry lands in the bucket that
+// remembers the sequence.
 type Router struct {
 	next atomic.Uint32
 }
 
 // Route splits rec into one Part per bucket (and partition). Rows keep
 // their order within a part. The caller releases the parts' records.
-func (r *Router) Route(mem memory.Allocator, t catalog.Table, rec arrow.RecordBatch) ([]Part, error) {
+// writerID and seq identify an idempotent request ("" when it is not).
+func (r *Router) Route(mem memory.Allocator, t catalog.Table, rec arrow.RecordBatch, writerID string, seq int64) ([]Part, error) {
 	keyCols := t.BucketKey
 	if len(keyCols) == 0 && t.IsPrimaryKey() {
 		keyCols = t.Schema.PrimaryKey
@@ -56,7 +59,12 @@ func (r *Router) Route(mem memory.Allocator, t catalog.Table, rec arrow.RecordBa
 		partIdx = idx[0]
 	}
 	rows := int(rec.NumRows())
-	sticky := int32(r.next.Add(1)-1) % t.Buckets
+	var sticky int32
+	if writerID != "" {
+		sticky = BucketOf(binary.LittleEndian.AppendUint64([]byte(writerID), uint64(seq)), t.Buckets)
+	} else {
+		sticky = int32(r.next.Add(1)-1) % t.Buckets
+	}
 	if len(keyIdx) == 0 && partIdx < 0 {
 		rec.Retain()
 		return []Part{{Bucket: catalog.BucketID{TableID: t.ID, Bucket: sticky}, Record: rec}}, nil

@@ -56,12 +56,15 @@ func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.Appen
 	if t.IsPrimaryKey() {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("table %s.%s is a primary-key table: write it with Upsert and Delete", t.Database, t.Name))
 	}
+	if _, ok := stromv1.Durability_name[int32(m.GetDurability())]; !ok {
+		return nil, rpcerr.Invalid(fmt.Sprintf("durability: unknown value %d: want DURABILITY_DURABLE or DURABILITY_WAL", m.GetDurability()))
+	}
 	rec, err := s.decode(t, m.GetRows(), m.GetArrowIpc())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "append", err)
 	}
 	defer rec.Release()
-	parts, err := s.router.Route(s.mem, t, rec)
+	parts, err := s.router.Route(s.mem, t, rec, m.GetWriterId(), m.GetSequence())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "append", rpcerr.Invalid(err.Error()))
 	}
