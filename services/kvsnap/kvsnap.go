@@ -196,9 +196,15 @@ func Take(ctx context.Context, db *pebble.DB, scratchDir string, objects objstor
 			}
 		}
 	}
+	// Decide every file's fate before uploading anything, so that an error
+	// here leaves no upload running.
+	type upload struct {
+		i         int
+		name, key string
+		size      int64
+	}
+	var uploads []upload
 	m.Entries = make([]File, len(ents))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(parallelism)
 	for i, e := range ents {
 		name := e.Name()
 		if !e.Type().IsRegular() {
@@ -220,12 +226,17 @@ func Take(ctx context.Context, db *pebble.DB, scratchDir string, objects objstor
 		if shared(name) {
 			key = prefix + "sst/" + take + "-" + name
 		}
+		uploads = append(uploads, upload{i: i, name: name, key: key, size: size})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelism)
+	for _, u := range uploads {
 		g.Go(func() error {
-			sum, err := upload(gctx, objects, filepath.Join(ckpt, name), key, size)
+			sum, err := uploadFile(gctx, objects, filepath.Join(ckpt, u.name), u.key, u.size)
 			if err != nil {
 				return err
 			}
-			m.Entries[i] = File{Name: name, Key: key, Size: size, CRC32C: sum}
+			m.Entries[u.i] = File{Name: u.name, Key: u.key, Size: u.size, CRC32C: sum}
 			return nil
 		})
 	}
@@ -244,8 +255,9 @@ func Take(ctx context.Context, db *pebble.DB, scratchDir string, objects objstor
 	return m, nil
 }
 
-// upload computes the CRC-32C of the local file path, then stores it at key.
-func upload(ctx context.Context, objects objstore.Bucket, path, key string, size int64) (uint32, error) {
+// uploadFile computes the CRC-32C of the local file path, then stores it
+// at key.
+func uploadFile(ctx context.Context, objects objstore.Bucket, path, key string, size int64) (uint32, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err

@@ -87,7 +87,7 @@ var stores = []struct {
 func openDB(t testing.TB, dir string) *pebble.DB {
 	t.Helper()
 	// No automatic compactions: the test decides which sstables exist.
-	db, err := pebble.Open(dir, &pebble.Options{DisableAutomaticCompactions: true})
+	db, err := pebble.Open(dir, &pebble.Options{DisableAutomaticCompactions: true, Logger: quietLogger{}})
 	if err != nil {
 		t.Fatalf("pebble.Open(%s): %v", dir, err)
 	}
@@ -127,6 +127,13 @@ func put(t testing.TB, db *pebble.DB, model map[string]string, from, to int, gen
 		t.Fatal(err)
 	}
 }
+
+// quietLogger drops pebble's informational logs.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)           {}
+func (quietLogger) Errorf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
 
 // restoreAndCheck restores the snapshot m into a new directory, opens it and
 // compares its contents with want.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/notify"
 	"github.com/strom-io/strom/services/objstore"
 	"github.com/strom-io/strom/services/segment"
@@ -85,6 +86,54 @@ func (r *FetchResult) Release() {
 	r.Batches = nil
 }
 
+// OutputSchema is the schema of the records a table's log holds: its
+// columns, and for a primary-key table (whose log is its changelog) the
+// _change_type column.
+func OutputSchema(t catalog.Table) *arrow.Schema {
+	if t.IsPrimaryKey() {
+		return kv.ChangelogSchema(t.Schema)
+	}
+	return batch.ArrowSchema(t.Schema)
+}
+
+// Read calls fn with the committed records of b in [from, to), in order;
+// end is the offset after rec. It implements writer.Changelog, which
+// rebuilds a primary-key bucket's KV state from its changelog.
+func (r *Reader) Read(ctx context.Context, t catalog.Table, b catalog.BucketID, from, to int64, fn func(rec arrow.RecordBatch, end int64) error) error {
+	for from < to {
+		res, err := r.Fetch(ctx, FetchRequest{Table: t, Bucket: b, Offset: from, MaxBytes: 8 << 20})
+		if err != nil {
+			return err
+		}
+		if len(res.Batches) == 0 {
+			res.Release()
+			return fmt.Errorf("reader: bucket %s: no data at offset %d before %d", b, from, to)
+		}
+		for _, rb := range res.Batches {
+			rec := rb.Record
+			end := rb.BaseOffset + rec.NumRows()
+			if end > to {
+				rec = rec.NewSlice(0, to-rb.BaseOffset)
+				end = to
+			} else {
+				rec.Retain()
+			}
+			err := fn(rec, end)
+			rec.Release()
+			if err != nil {
+				res.Release()
+				return err
+			}
+			from = end
+			if from >= to {
+				break
+			}
+		}
+		res.Release()
+	}
+	return nil
+}
+
 // Offsets are a bucket's retained range.
 type Offsets struct {
 	Start, Next int64
@@ -117,7 +166,7 @@ func (r *Reader) Fetch(ctx context.Context, req FetchRequest) (FetchResult, erro
 	if req.Bucket.Bucket < 0 || req.Bucket.Bucket >= req.Table.Buckets {
 		return FetchResult{}, fmt.Errorf("%w: bucket %d, table %s.%s has buckets 0..%d", ErrUnknownBucket, req.Bucket.Bucket, req.Table.Database, req.Table.Name, req.Table.Buckets-1)
 	}
-	schema := batch.ArrowSchema(req.Table.Schema)
+	schema := OutputSchema(req.Table)
 	named := make(map[string]bool, len(req.Columns))
 	for _, c := range req.Columns {
 		if len(schema.FieldIndices(c)) == 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/services/rpcerr"
 	"github.com/strom-io/strom/services/segment"
+	"github.com/strom-io/strom/services/writer"
 )
 
 // Limits of Fetch.
@@ -43,20 +44,28 @@ type Tables interface {
 	GetTable(ctx context.Context, database, name string) (catalog.Table, error)
 }
 
+// Buckets lists a table's buckets.
+type Buckets interface {
+	ListBuckets(ctx context.Context, tableID int64) ([]catalog.BucketState, error)
+}
+
 // Service implements ReadService.
 type Service struct {
 	stromv1connect.UnimplementedReadServiceHandler
-	tables Tables
-	reader *reader.Reader
-	logger *slog.Logger
-	mem    memory.Allocator
+	tables  Tables
+	buckets Buckets
+	reader  *reader.Reader
+	kv      KV
+	router  writer.Router
+	logger  *slog.Logger
+	mem     memory.Allocator
 }
 
 var _ stromv1connect.ReadServiceHandler = (*Service)(nil)
 
 // New returns a ReadService.
-func New(tables Tables, r *reader.Reader, logger *slog.Logger) *Service {
-	return &Service{tables: tables, reader: r, logger: logger, mem: memory.DefaultAllocator}
+func New(tables Tables, buckets Buckets, r *reader.Reader, state KV, logger *slog.Logger) *Service {
+	return &Service{tables: tables, buckets: buckets, reader: r, kv: state, logger: logger, mem: memory.DefaultAllocator}
 }
 
 // ListOffsets implements ReadService.
@@ -183,7 +192,7 @@ func (s *Service) fetch(ctx context.Context, m *stromv1.FetchRequest, wait time.
 // encodeArrow returns the batches with _offset and _timestamp appended, as
 // one IPC stream whose schema is the projection's even when empty.
 func (s *Service) encodeArrow(t catalog.Table, columns []string, batches []segment.ReadBatch) ([]byte, error) {
-	full := batch.ArrowSchema(t.Schema)
+	full := reader.OutputSchema(t)
 	var fields []arrow.Field
 	if len(columns) == 0 {
 		fields = append(fields, full.Fields()...)

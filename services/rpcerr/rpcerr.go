@@ -13,6 +13,7 @@ import (
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/objstore"
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/services/writer"
@@ -45,6 +46,11 @@ var codes = []struct {
 	{reader.ErrInvalidColumns, connect.CodeInvalidArgument},
 	{reader.ErrUnknownBucket, connect.CodeInvalidArgument},
 	{objstore.ErrUnavailable, connect.CodeUnavailable},
+	{kv.ErrInvalidOp, connect.CodeInvalidArgument},
+	{kv.ErrMergeEngine, connect.CodeFailedPrecondition},
+	{kv.ErrBufferFull, connect.CodeResourceExhausted},
+	{kv.ErrClosed, connect.CodeUnavailable},
+	{kv.ErrDiscarded, connect.CodeUnavailable},
 }
 
 // Code classifies err.

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/strom-io/strom/services/cache"
 	"github.com/strom-io/strom/services/objstore"
 	"github.com/strom-io/strom/services/retention"
 	"github.com/strom-io/strom/services/wal"
@@ -33,6 +34,7 @@ type Config struct {
 	Frontend  FrontendConfig   `yaml:"frontend"`
 	WAL       wal.Options      `yaml:"wal"`
 	Retention retention.Config `yaml:"retention"`
+	Cache     cache.Config     `yaml:"cache"`
 }
 
 // FrontendConfig configures the write path and bucket leadership.
@@ -45,6 +47,8 @@ type FrontendConfig struct {
 	FlushBytes      int64         `yaml:"flush_bytes"`
 	MaxPendingBytes int64         `yaml:"max_pending_bytes"`
 	CommitTimeout   time.Duration `yaml:"commit_timeout"`
+	// KVMaxPendingBytes bounds each primary-key bucket's pre-write buffer.
+	KVMaxPendingBytes int64 `yaml:"kv_max_pending_bytes"`
 }
 
 // RegisterFlags registers the frontend settings under prefix.
@@ -55,6 +59,7 @@ func (c *FrontendConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.DurationVar(&c.FlushInterval, prefix+"flush-interval", 50*time.Millisecond, "How often new batches are flushed as one segment object.")
 	f.Int64Var(&c.FlushBytes, prefix+"flush-bytes", 8<<20, "Flush as soon as this many bytes wait, before the interval ends.")
 	f.Int64Var(&c.MaxPendingBytes, prefix+"max-pending-bytes", 256<<20, "Writes are refused with resource_exhausted while this many bytes wait for their commit.")
+	f.Int64Var(&c.KVMaxPendingBytes, prefix+"kv-max-pending-bytes", 64<<20, "Upserts to a primary-key bucket are refused with resource_exhausted while this many bytes of changes wait for their commit.")
 	f.DurationVar(&c.CommitTimeout, prefix+"commit-timeout", 10*time.Second, "How long a durable write waits for its commit before it fails with unavailable (it is still committed later; idempotent retries are safe).")
 }
 
@@ -105,6 +110,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Frontend.RegisterFlags("frontend.", f)
 	c.WAL.RegisterFlags("wal.", f)
 	c.Retention.RegisterFlags("retention.", f)
+	c.Cache.RegisterFlags("cache.", f)
 }
 
 // RegisterFlags registers the listener settings under prefix.
@@ -167,6 +173,9 @@ func (c *Config) Validate() error {
 	if fe.CommitTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("frontend.commit_timeout: must be at least 100ms, got %s", fe.CommitTimeout))
 	}
+	if err := c.Cache.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cache: %w", err))
+	}
 	if err := c.Retention.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -180,6 +189,9 @@ func (c *Config) Validate() error {
 func (c *Config) applyDerivedDefaults() {
 	if c.ObjStore.Filesystem.Dir == "" {
 		c.ObjStore.Filesystem.Dir = filepath.Join(c.DataDir, "objects")
+	}
+	if c.Cache.Dir == "" {
+		c.Cache.Dir = filepath.Join(c.DataDir, "cache")
 	}
 	if c.WAL.Dir == "" {
 		c.WAL.Dir = filepath.Join(c.DataDir, "wal")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/admin"
+	"github.com/strom-io/strom/services/cache"
 	"github.com/strom-io/strom/services/lease"
 	"github.com/strom-io/strom/services/notify"
 	"github.com/strom-io/strom/services/objstore"
@@ -94,13 +96,21 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		hub:      notify.NewHub(),
 	}
 	fe := cfg.Frontend
+	ranges, err := cache.New(cfg.Cache, bucket, logger.With(slog.String("component", "cache")))
+	if err != nil {
+		_ = log.Close()
+		_ = bucket.Close()
+		_ = store.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	rd := reader.New(store, ranges, s.hub)
 	s.keeper = lease.NewKeeper(store, cfg.frontendID(), lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew}, logger)
 	s.writer = writer.New(writer.Config{
 		FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
 		MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,
 		OnFlush: wpm.onFlush,
-	}, store, bucket, log, s.keeper, s.hub, logger.With(slog.String("component", "writer")))
-	rd := reader.New(store, bucket, s.hub)
+		KVDir:   filepath.Join(cfg.DataDir, "kv"), KVMaxPendingBytes: fe.KVMaxPendingBytes,
+	}, store, bucket, log, s.keeper, s.hub, rd, logger.With(slog.String("component", "writer")))
 	s.retention = retention.New(cfg.Retention, store, bucket, logger.With(slog.String("component", "retention")))
 	metrics := newAPIMetrics(reg)
 	opts := []connect.HandlerOption{
@@ -111,7 +121,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	mux := http.NewServeMux()
 	mux.Handle(stromv1connect.NewAdminServiceHandler(admin.New(store, logger), opts...))
 	mux.Handle(stromv1connect.NewWriteServiceHandler(writesvc.New(store, s.writer, logger, int64(cfg.Server.MaxRequestBytes)), opts...))
-	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, rd, logger), opts...))
+	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, store, rd, s.writer, logger), opts...))
 	mux.Handle(grpchealth.NewHandler(s.checker))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName}, services...)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

@@ -6,12 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/kv"
 )
 
 // bucket returns the loaded state of bucket b, leading it first if this
@@ -85,17 +90,89 @@ func (w *Writer) load(ctx context.Context, bs *bucketState) error {
 	if err != nil {
 		return fmt.Errorf("writer: bucket %s: writer sequences: %w", bs.id, err)
 	}
+	writers := map[string]*writerState{}
 	for _, s := range seqs {
-		bs.writers[s.WriterID] = &writerState{seq: s.Sequence, base: s.BaseOffset, end: s.EndOffset}
+		writers[s.WriterID] = &writerState{seq: s.Sequence, base: s.BaseOffset, end: s.EndOffset}
 	}
-	bs.lead = lead
-	bs.next = bs.committed
+	var state *kv.Bucket
+	if bs.table.IsPrimaryKey() {
+		if state, err = w.openKV(ctx, bs.table, bs.id, bs.committed); err != nil {
+			return err
+		}
+	}
 
 	w.mu.Lock()
+	bs.writers = writers
+	bs.kv = state
+	bs.lead = lead
+	bs.next = bs.committed
 	records := w.replay[bs.id]
 	delete(w.replay, bs.id)
 	w.mu.Unlock()
-	return w.takeBack(bs, before, records)
+	if err := w.takeBack(bs, before, records); err != nil {
+		return err
+	}
+	if state != nil && len(bs.batches) > 0 {
+		// New writes must merge with the taken-back changes, which are not
+		// in the pre-write buffer: commit them before serving.
+		last := bs.batches[len(bs.batches)-1]
+		w.Kick()
+		select {
+		case <-last.done:
+			if last.err != nil {
+				return last.err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// openKV opens the local KV state of a primary-key bucket and brings it up
+// to the committed end of its changelog (committed), replaying what the
+// local state lacks from the log.
+func (w *Writer) openKV(ctx context.Context, t catalog.Table, b catalog.BucketID, committed int64) (*kv.Bucket, error) {
+	dir := filepath.Join(w.cfg.KVDir, fmt.Sprint(b.TableID), partitionDir(b.Partition), fmt.Sprint(b.Bucket))
+	state, err := kv.Open(dir, t, kv.Options{MaxPendingBytes: w.cfg.KVMaxPendingBytes})
+	if err != nil {
+		return nil, fmt.Errorf("writer: bucket %s: open KV state: %w", b, err)
+	}
+	if applied := state.AppliedOffset(); applied > committed {
+		// The local state is ahead of the catalog: it cannot be (the KV
+		// state is applied only after commits); start over from the log.
+		_ = state.Close()
+		w.logger.Warn("local KV state ahead of the log; rebuilding it", slog.String("bucket", b.String()), slog.Int64("applied", applied), slog.Int64("committed", committed))
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+		if state, err = kv.Open(dir, t, kv.Options{MaxPendingBytes: w.cfg.KVMaxPendingBytes}); err != nil {
+			return nil, err
+		}
+	}
+	from := state.AppliedOffset()
+	if from < committed {
+		start := time.Now()
+		err := w.changelog.Read(ctx, t, b, from, committed, func(rec arrow.RecordBatch, end int64) error {
+			return state.ApplyChangelog(rec, end)
+		})
+		if err != nil {
+			_ = state.Close()
+			return nil, fmt.Errorf("writer: bucket %s: replay changelog [%d, %d): %w", b, from, committed, err)
+		}
+		w.logger.Info("KV state caught up from the changelog", slog.String("bucket", b.String()),
+			slog.Int64("from", from), slog.Int64("to", committed), slog.Int64("rows", state.Count()), slog.Duration("took", time.Since(start)))
+	}
+	return state, nil
+}
+
+// partitionDir names a partition's directory; partition values are user
+// data, so they are escaped.
+func partitionDir(p string) string {
+	if p == "" {
+		return "_"
+	}
+	return "p-" + url.PathEscape(p)
 }
 
 // takeBack re-queues WAL records of bs that were never committed: those of
@@ -190,5 +267,10 @@ func (w *Writer) forget(bs *bucketState) {
 		close(p.done)
 	}
 	bs.batches = nil
+	if bs.kv != nil {
+		// Its pre-write buffer dies with it; the next leader rebuilds the
+		// state from the log.
+		_ = bs.kv.Close()
+	}
 	w.logger.Warn("bucket dropped: leadership lost", slog.String("bucket", bs.id.String()))
 }

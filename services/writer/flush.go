@@ -202,6 +202,13 @@ func ObjectTime(key string) (time.Time, bool) {
 
 // committed applies a successful commit: the batches are durable.
 func (w *Writer) committed(a *attempt) {
+	broken := map[*bucketState]bool{}
+	defer func() {
+		for bs := range broken {
+			w.keeper.Fence(bs.lead)
+			w.forget(bs)
+		}
+	}()
 	w.mu.Lock()
 	minLSN := uint64(math.MaxUint64)
 	for i, bs := range a.buckets {
@@ -212,6 +219,20 @@ func (w *Writer) committed(a *attempt) {
 		}
 		bs.committed = end
 		for _, p := range done {
+			if bs.kv != nil && !broken[bs] {
+				// The changelog is committed: its values leave the
+				// pre-write buffer for pebble, where lookups see them.
+				var err error
+				if p.changes != nil {
+					err = bs.kv.Apply(p.changes, p.base+p.rows)
+				} else { // taken back from the WAL after a restart
+					err = bs.kv.ApplyChangelog(p.rec, p.base+p.rows)
+				}
+				if err != nil {
+					w.logger.Error("applying a committed changelog to the KV state failed; the bucket will be rebuilt from the log", slog.String("bucket", bs.id.String()), slog.Any("err", err))
+					broken[bs] = true
+				}
+			}
 			w.pendingBytes -= p.size
 			p.rec.Release()
 			p.rec = nil

@@ -16,12 +16,16 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/kv"
 )
 
-// Part is the rows of one request that go to one bucket.
+// Part is the rows of one request that go to one bucket. For a log table
+// Record holds them; for a primary-key table Record holds the rows as sent
+// and Ops the upserts or deletes made of them, whose changelog is written.
 type Part struct {
 	Bucket catalog.BucketID
 	Record arrow.RecordBatch
+	Ops    []kv.Op
 }
 
 // Router assigns rows to buckets: by the hash of the bucket key (for a

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/lease"
 	"github.com/strom-io/strom/services/notify"
 	"github.com/strom-io/strom/services/objstore"
@@ -63,6 +64,19 @@ type Config struct {
 	// OnFlush, if set, is called after every flush attempt, e.g. to feed
 	// metrics. It runs on the flushing goroutine and must not block.
 	OnFlush func(FlushInfo)
+	// KVDir holds the local KV state of the primary-key buckets this
+	// writer leads, one pebble directory per bucket.
+	KVDir string
+	// KVMaxPendingBytes bounds each primary-key bucket's pre-write buffer.
+	KVMaxPendingBytes int64
+}
+
+// Changelog reads a bucket's committed changelog back, for a primary-key
+// bucket whose local KV state is behind the log.
+type Changelog interface {
+	// Read calls fn with the committed records of b in [from, to) in
+	// order; end is the offset after rec.
+	Read(ctx context.Context, t catalog.Table, b catalog.BucketID, from, to int64, fn func(rec arrow.RecordBatch, end int64) error) error
 }
 
 // FlushInfo describes one flush attempt.
@@ -114,14 +128,15 @@ type Result struct {
 
 // Writer is the write path. It is safe for concurrent use.
 type Writer struct {
-	cfg     Config
-	store   Store
-	objects objstore.Bucket
-	log     Log
-	keeper  *lease.Keeper
-	hub     *notify.Hub
-	logger  *slog.Logger
-	mem     memory.Allocator
+	cfg       Config
+	store     Store
+	objects   objstore.Bucket
+	log       Log
+	keeper    *lease.Keeper
+	hub       *notify.Hub
+	changelog Changelog
+	logger    *slog.Logger
+	mem       memory.Allocator
 
 	kick chan struct{}
 
@@ -143,6 +158,7 @@ type bucketState struct {
 	committed int64 // the catalog's next offset
 	batches   []*pending
 	writers   map[string]*writerState
+	kv        *kv.Bucket    // primary-key tables: the bucket's KV state
 	ready     chan struct{} // closed when loaded
 	err       error         // load error, set before ready is closed
 }
@@ -164,6 +180,7 @@ type pending struct {
 	size          int64
 	writer        string
 	seq           int64
+	changes       *kv.Changes // primary-key tables: applied to the KV state once committed
 
 	lsn     atomic.Uint64
 	walDone chan struct{}
@@ -175,9 +192,9 @@ type pending struct {
 
 // New returns a writer. Call Recover before serving writes and Run to
 // flush.
-func New(cfg Config, store Store, objects objstore.Bucket, log Log, keeper *lease.Keeper, hub *notify.Hub, logger *slog.Logger) *Writer {
+func New(cfg Config, store Store, objects objstore.Bucket, log Log, keeper *lease.Keeper, hub *notify.Hub, changelog Changelog, logger *slog.Logger) *Writer {
 	return &Writer{
-		cfg: cfg, store: store, objects: objects, log: log, keeper: keeper, hub: hub, logger: logger,
+		cfg: cfg, store: store, objects: objects, log: log, keeper: keeper, hub: hub, changelog: changelog, logger: logger,
 		mem:     memory.DefaultAllocator,
 		kick:    make(chan struct{}, 1),
 		buckets: map[catalog.BucketID]*bucketState{},
@@ -197,15 +214,6 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		}
 		states[i] = bs
 	}
-	payloadIPC := make([][]byte, len(req.Parts))
-	for i, p := range req.Parts {
-		data, err := batch.EncodeIPC(p.Record.Schema(), []arrow.RecordBatch{p.Record})
-		if err != nil {
-			return nil, fmt.Errorf("writer: encode batch for the WAL: %w", err)
-		}
-		payloadIPC[i] = data
-	}
-
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	results := make([]Result, len(req.Parts))
 	var wait []*pending
@@ -245,6 +253,25 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		w.mu.Unlock()
 		return nil, fmt.Errorf("%w (%d bytes pending, limit %d)", ErrBackpressure, w.pendingBytes, w.cfg.MaxPendingBytes)
 	}
+	// Primary-key parts: merge with the current state (pre-write buffer,
+	// then pebble) into their changelog, all or nothing.
+	changes := make([]*kv.Changes, len(req.Parts))
+	for i, part := range req.Parts {
+		if dup[i] != nil || states[i].kv == nil {
+			continue
+		}
+		c, err := states[i].kv.Prepare(part.Ops)
+		if err != nil {
+			for j := range i {
+				if changes[j] != nil {
+					_, _ = states[j].kv.Discard(changes[j])
+				}
+			}
+			w.mu.Unlock()
+			return nil, fmt.Errorf("bucket %d: %w", states[i].id.Bucket, err)
+		}
+		changes[i] = c
+	}
 	for i, part := range req.Parts {
 		bs := states[i]
 		if ws := dup[i]; ws != nil {
@@ -254,11 +281,21 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 			}
 			continue
 		}
-		rows := part.Record.NumRows()
-		part.Record.Retain()
+		rec := part.Record
+		if c := changes[i]; c != nil {
+			if c.Len() == 0 { // every op was a no-op: nothing to log
+				_, _ = bs.kv.Discard(c)
+				results[i] = Result{Bucket: bs.id, BaseOffset: bs.next}
+				continue
+			}
+			rec = c.Record()
+		}
+		rows := rec.NumRows()
+		rec.Retain()
 		p := &pending{
 			base: bs.next, rows: rows, ts: now, schemaVersion: req.Table.SchemaVersion,
-			rec: part.Record, size: batchSize(part.Record), writer: req.WriterID, seq: req.Sequence,
+			rec: rec, size: batchSize(rec), writer: req.WriterID, seq: req.Sequence,
+			changes: changes[i],
 			walDone: make(chan struct{}), done: make(chan struct{}),
 		}
 		bs.next += rows
@@ -268,11 +305,20 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		}
 		w.pendingBytes += p.size
 		results[i] = Result{Bucket: bs.id, BaseOffset: p.base, Count: rows}
-		rec := walRecord{
-			Bucket: bs.id, Epoch: bs.lead.Lease.Epoch, BaseOffset: p.base, Timestamp: now,
-			SchemaVersion: req.Table.SchemaVersion, WriterID: req.WriterID, Sequence: req.Sequence, IPC: payloadIPC[i],
+		data, err := batch.EncodeIPC(rec.Schema(), []arrow.RecordBatch{rec})
+		if err != nil {
+			// Offsets are assigned: the batch stays and is committed; only
+			// its WAL copy is missing, as if the WAL write had failed.
+			p.walErr = fmt.Errorf("encode batch for the WAL: %w", err)
+			close(p.walDone)
+			wait = append(wait, p)
+			continue
 		}
-		w.log.AppendAsync(rec.encode(), func(lsn uint64, err error) {
+		wrec := walRecord{
+			Bucket: bs.id, Epoch: bs.lead.Lease.Epoch, BaseOffset: p.base, Timestamp: now,
+			SchemaVersion: req.Table.SchemaVersion, WriterID: req.WriterID, Sequence: req.Sequence, IPC: data,
+		}
+		w.log.AppendAsync(wrec.encode(), func(lsn uint64, err error) {
 			p.lsn.Store(lsn)
 			p.walErr = err
 			for old := w.lastLSN.Load(); lsn > old && !w.lastLSN.CompareAndSwap(old, lsn); old = w.lastLSN.Load() {
@@ -340,4 +386,17 @@ func batchSize(rec arrow.RecordBatch) int64 {
 		}
 	}
 	return n
+}
+
+// KV returns the KV state of primary-key bucket b, leading the bucket first
+// if this writer does not yet. Reads of it see committed changes only.
+func (w *Writer) KV(ctx context.Context, t catalog.Table, b catalog.BucketID) (*kv.Bucket, error) {
+	bs, err := w.bucket(ctx, t, b)
+	if err != nil {
+		return nil, err
+	}
+	if bs.kv == nil {
+		return nil, fmt.Errorf("writer: table %s.%s has no primary key", t.Database, t.Name)
+	}
+	return bs.kv, nil
 }

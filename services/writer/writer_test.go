@@ -78,7 +78,9 @@ func (e *env) start(t *testing.T, holder, walDir string, cfg writer.Config) *fro
 	}
 	hub := notify.NewHub()
 	keeper := lease.NewKeeper(e.store, holder, lease.Config{TTL: 5 * time.Second, RenewInterval: time.Second}, slog.New(slog.DiscardHandler))
-	w := writer.New(cfg, e.store, e.objects, log, keeper, hub, slog.New(slog.DiscardHandler))
+	r := reader.New(e.store, e.objects, hub)
+	cfg.KVDir = filepath.Join(e.dir, "kv-"+holder)
+	w := writer.New(cfg, e.store, e.objects, log, keeper, hub, r, slog.New(slog.DiscardHandler))
 	if err := w.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func (e *env) start(t *testing.T, holder, walDir string, cfg writer.Config) *fro
 	keeperCtx, stopKeeper := context.WithCancel(context.Background())
 	keeperDone := make(chan struct{})
 	go func() { _ = keeper.Run(keeperCtx); close(keeperDone) }()
-	f := &frontend{w: w, r: reader.New(e.store, e.objects, hub), keeper: keeper, log: log}
+	f := &frontend{w: w, r: r, keeper: keeper, log: log}
 	stopped := false
 	f.stop = func() {
 		if stopped {

@@ -80,13 +80,7 @@ func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.Appen
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "append", err)
 	}
-	resp := &stromv1.AppendResponse{}
-	for _, r := range results {
-		resp.Offsets = append(resp.Offsets, &stromv1.BucketOffsets{
-			Partition: r.Bucket.Partition, Bucket: r.Bucket.Bucket, BaseOffset: r.BaseOffset, Count: r.Count,
-		})
-	}
-	return connect.NewResponse(resp), nil
+	return connect.NewResponse(&stromv1.AppendResponse{Offsets: offsetsToProto(results)}), nil
 }
 
 func durability(d stromv1.Durability) writer.Durability {

@@ -1,0 +1,310 @@
+package readsvc
+
+import (
+	"context"
+	"fmt"
+
+	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
+	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/kv"
+	"github.com/strom-io/strom/services/rpcerr"
+	"github.com/strom-io/strom/services/writesvc"
+)
+
+// KV gives the committed KV state of primary-key buckets (writer.Writer).
+type KV interface {
+	KV(ctx context.Context, t catalog.Table, b catalog.BucketID) (*kv.Bucket, error)
+}
+
+// Lookup implements ReadService: the current rows of the keys, in key
+// order; keys without a row are left out.
+func (s *Service) Lookup(ctx context.Context, req *connect.Request[stromv1.LookupRequest]) (*connect.Response[stromv1.LookupResponse], error) {
+	m := req.Msg
+	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "lookup")
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
+	}
+	if len(m.GetKeys()) == 0 {
+		return nil, rpcerr.Invalid("keys: name at least one key")
+	}
+	keys, buckets, err := s.keys(t, writesvc.KeySchema(t), m.GetKeys())
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
+	}
+	var rows []kv.Row
+	for i, key := range keys {
+		state, err := s.kv.KV(ctx, t, buckets[i])
+		if err != nil {
+			return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
+		}
+		found, err := state.Lookup([]kv.Row{key})
+		if err != nil {
+			return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
+		}
+		if found[0] != nil {
+			rows = append(rows, found[0])
+		}
+	}
+	out := &stromv1.LookupResponse{}
+	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, m.GetFormat())
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// PrefixLookup implements ReadService: the rows whose bucket key equals
+// the prefix (one pebble prefix scan in one bucket).
+func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1.PrefixLookupRequest]) (*connect.Response[stromv1.PrefixLookupResponse], error) {
+	m := req.Msg
+	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "prefix lookup")
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
+	}
+	bucketKey := t.BucketKey
+	if len(bucketKey) == 0 {
+		bucketKey = t.Schema.PrimaryKey
+	}
+	fields := m.GetPrefix().GetFields()
+	for _, c := range bucketKey {
+		if _, ok := fields[c]; !ok {
+			return nil, rpcerr.Invalid(fmt.Sprintf("prefix: bucket-key column %q missing; a prefix names every bucket-key column (%v)", c, bucketKey))
+		}
+	}
+	for name := range fields {
+		if !contains(bucketKey, name) {
+			return nil, rpcerr.Invalid(fmt.Sprintf("prefix: column %q is not in the bucket key %v", name, bucketKey))
+		}
+	}
+	nullable := writesvc.KeySchema(t)
+	for i := range nullable.Columns {
+		nullable.Columns[i].Nullable = !contains(bucketKey, nullable.Columns[i].Name)
+	}
+	rec, err := batch.FromJSON(s.mem, nullable, []map[string]any{m.GetPrefix().AsMap()})
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
+	}
+	defer rec.Release()
+	ops, err := kv.OpsFromRecord(t.Schema, rec, kv.OpDelete, nil)
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
+	}
+	values := make([]any, len(bucketKey))
+	for i, c := range bucketKey {
+		idx := columnIndex(t.Schema, c)
+		values[i] = ops[0].Row[idx]
+	}
+	parts, err := s.router.Route(s.mem, t, rec, "", 0)
+	if err != nil {
+		return nil, rpcerr.Invalid(err.Error())
+	}
+	b := parts[0].Bucket
+	for _, p := range parts {
+		p.Record.Release()
+	}
+	state, err := s.kv.KV(ctx, t, b)
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
+	}
+	rows, err := state.PrefixLookup(values)
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
+	}
+	out := &stromv1.PrefixLookupResponse{}
+	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, m.GetFormat())
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// Scan implements ReadService for primary-key tables: up to limit current
+// rows, bucket by bucket, each bucket read from one consistent snapshot.
+func (s *Service) Scan(ctx context.Context, req *connect.Request[stromv1.ScanRequest]) (*connect.Response[stromv1.ScanResponse], error) {
+	m := req.Msg
+	if m.GetUnion() {
+		return nil, connect.NewError(connect.CodeUnimplemented, fmt.Errorf("union: reading the lake snapshot with the stream tail is not implemented yet"))
+	}
+	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "scan")
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
+	}
+	if m.GetLimit() < 0 {
+		return nil, rpcerr.Invalid("limit: must not be negative")
+	}
+	var rows []kv.Row
+	err = s.eachBucket(ctx, t, func(state *kv.Bucket) (bool, error) {
+		left := 0
+		if m.GetLimit() > 0 {
+			left = int(m.GetLimit()) - len(rows)
+		}
+		got, err := state.Scan(left)
+		rows = append(rows, got...)
+		return m.GetLimit() > 0 && len(rows) >= int(m.GetLimit()), err
+	})
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
+	}
+	out := &stromv1.ScanResponse{}
+	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, m.GetFormat())
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// Count implements ReadService: the exact number of current rows of a
+// primary-key table, maintained with every change.
+func (s *Service) Count(ctx context.Context, req *connect.Request[stromv1.CountRequest]) (*connect.Response[stromv1.CountResponse], error) {
+	m := req.Msg
+	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "count")
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "count", err)
+	}
+	var n int64
+	err = s.eachBucket(ctx, t, func(state *kv.Bucket) (bool, error) {
+		n += state.Count()
+		return false, nil
+	})
+	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "count", err)
+	}
+	return connect.NewResponse(&stromv1.CountResponse{Count: n}), nil
+}
+
+// eachBucket calls fn with the KV state of every bucket of t (of every
+// partition) until fn says it is done.
+func (s *Service) eachBucket(ctx context.Context, t catalog.Table, fn func(*kv.Bucket) (bool, error)) error {
+	ids, err := s.bucketIDs(ctx, t)
+	if err != nil {
+		return err
+	}
+	for _, b := range ids {
+		state, err := s.kv.KV(ctx, t, b)
+		if err != nil {
+			return err
+		}
+		done, err := fn(state)
+		if err != nil || done {
+			return err
+		}
+	}
+	return nil
+}
+
+// bucketIDs lists the buckets of t: for a partitioned table, those of every
+// partition written so far.
+func (s *Service) bucketIDs(ctx context.Context, t catalog.Table) ([]catalog.BucketID, error) {
+	if t.PartitionKey == "" {
+		ids := make([]catalog.BucketID, t.Buckets)
+		for i := range ids {
+			ids[i] = catalog.BucketID{TableID: t.ID, Bucket: int32(i)}
+		}
+		return ids, nil
+	}
+	states, err := s.buckets.ListBuckets(ctx, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]catalog.BucketID, 0, len(states))
+	for _, st := range states {
+		ids = append(ids, st.BucketID)
+	}
+	return ids, nil
+}
+
+func (s *Service) primaryKeyTable(ctx context.Context, db, name, op string) (catalog.Table, error) {
+	t, err := s.tables.GetTable(ctx, db, name)
+	if err != nil {
+		return t, err
+	}
+	if !t.IsPrimaryKey() {
+		return t, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("table %s.%s is a log table: %s needs a primary-key table; read log tables with Fetch", t.Database, t.Name, op))
+	}
+	return t, nil
+}
+
+// keys decodes lookup keys (JSON objects of the primary-key columns) and
+// returns each as primary-key values in PrimaryKey order with its bucket.
+func (s *Service) keys(t catalog.Table, schema catalog.Schema, in []*structpb.Struct) ([]kv.Row, []catalog.BucketID, error) {
+	maps := make([]map[string]any, len(in))
+	for i, k := range in {
+		maps[i] = k.AsMap()
+	}
+	rec, err := batch.FromJSON(s.mem, schema, maps)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rec.Release()
+	ops, err := kv.OpsFromRecord(t.Schema, rec, kv.OpDelete, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := make([]kv.Row, len(ops))
+	buckets := make([]catalog.BucketID, len(ops))
+	for i, op := range ops {
+		key := make(kv.Row, len(t.Schema.PrimaryKey))
+		for j, c := range t.Schema.PrimaryKey {
+			key[j] = op.Row[columnIndex(t.Schema, c)]
+		}
+		keys[i] = key
+		one := rec.NewSlice(int64(i), int64(i+1))
+		parts, err := s.router.Route(s.mem, t, one, "", 0)
+		one.Release()
+		if err != nil {
+			return nil, nil, rpcerr.Invalid(err.Error())
+		}
+		buckets[i] = parts[0].Bucket
+		for _, p := range parts {
+			p.Record.Release()
+		}
+	}
+	return keys, buckets, nil
+}
+
+// encodeRows returns rows as JSON objects or one Arrow IPC stream.
+func (s *Service) encodeRows(t catalog.Table, rows []kv.Row, f stromv1.Format) ([]*structpb.Struct, []byte, error) {
+	rec, err := kv.RowsToRecord(s.mem, t.Schema, rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rec.Release()
+	if f == stromv1.Format_FORMAT_ARROW {
+		data, err := batch.EncodeIPC(rec.Schema(), []arrow.RecordBatch{rec})
+		return nil, data, err
+	}
+	objs, err := batch.ToJSON(rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*structpb.Struct, len(objs))
+	for i, o := range objs {
+		if out[i], err = structpb.NewStruct(o); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, nil, nil
+}
+
+func columnIndex(s catalog.Schema, name string) int {
+	for i, c := range s.Columns {
+		if c.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
