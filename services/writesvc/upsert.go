@@ -140,4 +140,3 @@ func offsetsToProto(results []writer.Result) []*stromv1.BucketOffsets {
 	}
 	return out
 }
-
