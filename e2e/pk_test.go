@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -302,7 +303,7 @@ func TestPrimaryKeyModel(t *testing.T) {
 // store and the catalog alone.
 func TestPrimaryKeyKillAndRecover(t *testing.T) {
 	dir := t.TempDir()
-	args := append(pgS3Args(t), "-data-dir", filepath.Join(dir, "data"))
+	args := append(pgS3Args(t), "-data-dir", filepath.Join(dir, "data"), "-frontend.kv-snapshot-interval", "1s")
 	p := startServer(t, dir, args...)
 	createPKTable(t, p)
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
@@ -334,6 +335,7 @@ func TestPrimaryKeyKillAndRecover(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		before := p.log()
 		p = startServer(t, dir, args...)
 		wc = stromv1connect.NewWriteServiceClient(http.DefaultClient, p.url())
 		if inflight != nil {
@@ -352,6 +354,9 @@ func TestPrimaryKeyKillAndRecover(t *testing.T) {
 			m.apply(*inflight)
 		}
 		t.Logf("round %d (wipe %v): %d ops, %d rows", round, wipe, seq, len(m))
+		if wipe && !strings.Contains(p.log(), "KV snapshot restored") {
+			t.Errorf("no KV snapshot was restored after the data directory was deleted (snapshots taken before: %v)", strings.Contains(before, "KV snapshot taken"))
+		}
 		checkPK(t, stromv1connect.NewReadServiceClient(http.DefaultClient, p.url()), m)
 		replayChangelog(t, p, m)
 	}

@@ -49,6 +49,10 @@ type FrontendConfig struct {
 	CommitTimeout   time.Duration `yaml:"commit_timeout"`
 	// KVMaxPendingBytes bounds each primary-key bucket's pre-write buffer.
 	KVMaxPendingBytes int64 `yaml:"kv_max_pending_bytes"`
+	// KVSnapshotInterval is how often changed primary-key buckets are
+	// snapshotted to the object store; KVSnapshotKeep snapshots are kept.
+	KVSnapshotInterval time.Duration `yaml:"kv_snapshot_interval"`
+	KVSnapshotKeep     int           `yaml:"kv_snapshot_keep"`
 }
 
 // RegisterFlags registers the frontend settings under prefix.
@@ -60,6 +64,8 @@ func (c *FrontendConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.Int64Var(&c.FlushBytes, prefix+"flush-bytes", 8<<20, "Flush as soon as this many bytes wait, before the interval ends.")
 	f.Int64Var(&c.MaxPendingBytes, prefix+"max-pending-bytes", 256<<20, "Writes are refused with resource_exhausted while this many bytes wait for their commit.")
 	f.Int64Var(&c.KVMaxPendingBytes, prefix+"kv-max-pending-bytes", 64<<20, "Upserts to a primary-key bucket are refused with resource_exhausted while this many bytes of changes wait for their commit.")
+	f.DurationVar(&c.KVSnapshotInterval, prefix+"kv-snapshot-interval", time.Minute, "How often the KV state of changed primary-key buckets is snapshotted to the object store (incrementally: SST files are uploaded once).")
+	f.IntVar(&c.KVSnapshotKeep, prefix+"kv-snapshot-keep", 3, "KV snapshots kept per primary-key bucket; older ones and the files only they use are deleted.")
 	f.DurationVar(&c.CommitTimeout, prefix+"commit-timeout", 10*time.Second, "How long a durable write waits for its commit before it fails with unavailable (it is still committed later; idempotent retries are safe).")
 }
 
@@ -169,6 +175,12 @@ func (c *Config) Validate() error {
 	}
 	if fe.MaxPendingBytes < fe.FlushBytes {
 		errs = append(errs, fmt.Errorf("frontend.max_pending_bytes: must be at least frontend.flush_bytes (%d), got %d", fe.FlushBytes, fe.MaxPendingBytes))
+	}
+	if fe.KVSnapshotInterval < time.Second {
+		errs = append(errs, fmt.Errorf("frontend.kv_snapshot_interval: must be at least 1s, got %s", fe.KVSnapshotInterval))
+	}
+	if fe.KVSnapshotKeep < 1 {
+		errs = append(errs, fmt.Errorf("frontend.kv_snapshot_keep: must be at least 1, got %d", fe.KVSnapshotKeep))
 	}
 	if fe.CommitTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("frontend.commit_timeout: must be at least 100ms, got %s", fe.CommitTimeout))

@@ -96,7 +96,7 @@ func (w *Writer) load(ctx context.Context, bs *bucketState) error {
 	}
 	var state *kv.Bucket
 	if bs.table.IsPrimaryKey() {
-		if state, err = w.openKV(ctx, bs.table, bs.id, bs.committed); err != nil {
+		if state, err = w.openKV(ctx, bs); err != nil {
 			return err
 		}
 	}
@@ -129,11 +129,20 @@ func (w *Writer) load(ctx context.Context, bs *bucketState) error {
 	return nil
 }
 
-// openKV opens the local KV state of a primary-key bucket and brings it up
-// to the committed end of its changelog (committed), replaying what the
-// local state lacks from the log.
-func (w *Writer) openKV(ctx context.Context, t catalog.Table, b catalog.BucketID, committed int64) (*kv.Bucket, error) {
+// openKV opens the local KV state of a primary-key bucket — restoring the
+// newest snapshot from the object store when there is none on local disk —
+// and brings it up to the committed end of its changelog, replaying what
+// the state lacks from the log.
+func (w *Writer) openKV(ctx context.Context, bs *bucketState) (*kv.Bucket, error) {
+	t, b, committed := bs.table, bs.id, bs.committed
 	dir := filepath.Join(w.cfg.KVDir, fmt.Sprint(b.TableID), partitionDir(b.Partition), fmt.Sprint(b.Bucket))
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		m, err := w.restoreSnapshot(ctx, b, dir)
+		if err != nil {
+			return nil, fmt.Errorf("writer: bucket %s: %w", b, err)
+		}
+		bs.manifest = m
+	}
 	state, err := kv.Open(dir, t, kv.Options{MaxPendingBytes: w.cfg.KVMaxPendingBytes})
 	if err != nil {
 		return nil, fmt.Errorf("writer: bucket %s: open KV state: %w", b, err)
@@ -146,6 +155,7 @@ func (w *Writer) openKV(ctx context.Context, t catalog.Table, b catalog.BucketID
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
 		}
+		bs.manifest = nil
 		if state, err = kv.Open(dir, t, kv.Options{MaxPendingBytes: w.cfg.KVMaxPendingBytes}); err != nil {
 			return nil, err
 		}

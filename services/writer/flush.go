@@ -132,10 +132,10 @@ func (w *Writer) registered(ctx context.Context, a *attempt) bool {
 
 // collect builds the next attempt from every bucket's pending batches.
 func (w *Writer) collect() (*attempt, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	a := &attempt{}
 	var sections []segment.Section
+	var epochs []int64
+	w.mu.Lock()
 	for _, bs := range w.buckets {
 		if len(bs.batches) == 0 || bs.lead == nil {
 			continue
@@ -150,24 +150,33 @@ func (w *Writer) collect() (*attempt, error) {
 		batches := append([]*pending(nil), bs.batches...)
 		sec := segment.Section{TableID: bs.id.TableID, Partition: bs.id.Partition, Bucket: bs.id.Bucket, Codec: codec}
 		for _, p := range batches {
+			p.rec.Retain() // a fenced bucket's batches may be released meanwhile
 			sec.Batches = append(sec.Batches, segment.Batch{BaseOffset: p.base, Timestamp: p.ts, SchemaVersion: p.schemaVersion, Record: p.rec})
 		}
 		sections = append(sections, sec)
+		epochs = append(epochs, bs.lead.Lease.Epoch)
 		a.buckets = append(a.buckets, bs)
 		a.batches = append(a.batches, batches)
 	}
+	w.mu.Unlock()
 	if len(sections) == 0 {
 		return nil, nil
 	}
+	// Encoding (compression) takes the longest part of a flush: appends
+	// go on meanwhile.
 	data, infos, err := segment.Encode(sections)
+	for _, sec := range sections {
+		for _, b := range sec.Batches {
+			b.Record.Release()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	a.data = data
 	a.seg = catalog.Segment{ObjectKey: newObjectKey(), Size: int64(len(data))}
 	for i, info := range infos {
-		bs := a.buckets[i]
-		r := info.SegmentRange(a.seg.ObjectKey, bs.lead.Lease.Epoch)
+		r := info.SegmentRange(a.seg.ObjectKey, epochs[i])
 		last := map[string]catalog.WriterSequence{}
 		for _, p := range a.batches[i] {
 			if p.writer != "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
 	"github.com/strom-io/strom/services/kv"
+	"github.com/strom-io/strom/services/kvsnap"
 	"github.com/strom-io/strom/services/lease"
 	"github.com/strom-io/strom/services/notify"
 	"github.com/strom-io/strom/services/objstore"
@@ -151,16 +152,18 @@ type Writer struct {
 }
 
 type bucketState struct {
-	id        catalog.BucketID
-	table     catalog.Table
-	lead      *lease.Leadership
-	next      int64 // next offset to assign
-	committed int64 // the catalog's next offset
-	batches   []*pending
-	writers   map[string]*writerState
-	kv        *kv.Bucket    // primary-key tables: the bucket's KV state
-	ready     chan struct{} // closed when loaded
-	err       error         // load error, set before ready is closed
+	id             catalog.BucketID
+	table          catalog.Table
+	lead           *lease.Leadership
+	next           int64 // next offset to assign
+	committed      int64 // the catalog's next offset
+	batches        []*pending
+	writers        map[string]*writerState
+	kv             *kv.Bucket       // primary-key tables: the bucket's KV state
+	manifest       *kvsnap.Manifest // the newest KV snapshot taken or restored
+	snapshotOffset int64            // the log offset that snapshot covers
+	ready          chan struct{}    // closed when loaded
+	err            error            // load error, set before ready is closed
 }
 
 type writerState struct {
