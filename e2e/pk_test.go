@@ -362,3 +362,54 @@ func TestPrimaryKeyKillAndRecover(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestPrimaryKeyCLI: the CLI's upsert, delete, lookup, scan and count, and
+// bad input refused with the cause named and nothing written.
+func TestPrimaryKeyCLI(t *testing.T) {
+	p := startServer(t, t.TempDir())
+	cli(t, p, "db", "create", "shop")
+	cli(t, p, "table", "create", "shop.customers", "-c", "region STRING NOT NULL", "-c", "id BIGINT NOT NULL", "-c", "name STRING", "-c", "city STRING",
+		"--primary-key", "region,id", "--bucket-key", "region", "--buckets", "4")
+	cli(t, p, "table", "create", "shop.events", "-c", "id BIGINT NOT NULL")
+	cli(t, p, "upsert", "shop.customers", "--row", `{"region": "eu", "id": 1, "name": "ada", "city": "paris"}`,
+		"--row", `{"region": "eu", "id": 2, "name": "bob"}`, "--row", `{"region": "us", "id": 3, "name": "cy"}`)
+	cli(t, p, "upsert", "shop.customers", "--row", `{"region": "eu", "id": 1, "city": "rome"}`, "--target-columns", "region,id,city")
+
+	out := cli(t, p, "lookup", "shop.customers", "--key", `{"region": "eu", "id": 1}`, "--key", `{"region": "us", "id": 9}`)
+	if !strings.Contains(out, `"city":"rome"`) || !strings.Contains(out, `"name":"ada"`) || strings.Count(out, "\n") != 1 {
+		t.Fatalf("lookup after a partial update: %s", out)
+	}
+	if out := cli(t, p, "lookup", "shop.customers", "--prefix", `{"region": "eu"}`); strings.Count(out, "\n") != 2 || strings.Contains(out, `"us"`) {
+		t.Fatalf("prefix lookup: %s", out)
+	}
+	if out := strings.TrimSpace(cli(t, p, "count", "shop.customers")); out != "3" {
+		t.Fatalf("count = %q", out)
+	}
+	cli(t, p, "delete", "shop.customers", "--key", `{"region": "eu", "id": 2}`)
+	if out := cli(t, p, "scan", "shop.customers", "--limit", "10"); strings.Count(out, "\n") != 2 || strings.Contains(out, "bob") {
+		t.Fatalf("scan after delete: %s", out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"upsert", "shop.events", "--row", `{"id": 1}`}, "failed_precondition"},
+		{[]string{"upsert", "shop.customers", "--row", `{"region": "eu", "name": "no id"}`}, `"id"`},
+		{[]string{"upsert", "shop.customers", "--row", `{"region": "eu", "id": null}`}, `"id"`},
+		{[]string{"upsert", "shop.customers", "--row", `{"region": "eu", "id": 5, "age": 3}`}, "age"},
+		{[]string{"upsert", "shop.customers", "--row", `{"region": "eu", "city": "x"}`, "--target-columns", "region,city"}, "id"},
+		{[]string{"upsert", "shop.customers", "--row", `{"region": "eu", "id": 1}`, "--target-columns", "region,id,nope"}, "nope"},
+		{[]string{"lookup", "shop.customers", "--key", `{"region": "eu"}`}, "id"},
+		{[]string{"count", "shop.events"}, "failed_precondition"},
+	} {
+		errOut := cliFails(t, p, tc.args...)
+		if !strings.Contains(errOut, tc.want) {
+			t.Errorf("strom %v: error does not name %s: %s", tc.args, tc.want, errOut)
+		}
+	}
+	if out := strings.TrimSpace(cli(t, p, "count", "shop.customers")); out != "2" {
+		t.Fatalf("count after refused writes = %q", out)
+	}
+	p.stop(t)
+}
