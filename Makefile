@@ -45,9 +45,11 @@ test: tools postgres ## Install what is missing, then run every module's tests a
 	if [ -n "$$failed" ]; then echo "make test: FAILED in:$$failed"; exit 1; fi
 
 .PHONY: bench
-bench: tools postgres ## Run the benchmarks; results under bench/results/.
+bench: tools postgres ## Run the benchmarks; results under bench/results/ (JSON, README.md, PNG charts).
 	mkdir -p bench/results
+	cd e2e && STROM_BENCH_OUT=$(CURDIR)/bench/results go test -count=1 -timeout 20m -run '^$$' -bench . -benchtime=1x . | tee $(CURDIR)/bench/results/e2e.txt
 	cd services && go test -run '^$$' -bench . -benchmem ./... | tee ../bench/results/services.txt
+	cd e2e && go run ./bench/report -dir $(CURDIR)/bench/results
 
 .PHONY: lint
 lint: $(TOOLS_BIN)/buf $(TOOLS_BIN)/golangci-lint ## gofmt, go vet, golangci-lint and buf lint.

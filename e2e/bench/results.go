@@ -1,0 +1,202 @@
+// Package bench holds the result records of the system benchmarks in
+// e2e/bench_test.go and their JSON files, which bench/report renders into
+// bench/results/README.md and PNG charts.
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"time"
+)
+
+// EnvOut names the directory the results are written to; default
+// bench/results under the repository root.
+const EnvOut = "STROM_BENCH_OUT"
+
+// File names of the results, one per benchmark.
+const (
+	IngestFile  = "ingest.json"
+	LatencyFile = "latency.json"
+	PruningFile = "pruning.json"
+)
+
+// Env describes where a result was measured.
+type Env struct {
+	Time   time.Time `json:"time"`
+	GOOS   string    `json:"goos"`
+	GOARCH string    `json:"goarch"`
+	CPUs   int       `json:"cpus"`
+	Go     string    `json:"go"`
+}
+
+// NewEnv describes this machine now.
+func NewEnv() Env {
+	return Env{Time: time.Now().UTC().Truncate(time.Second), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(), Go: runtime.Version()}
+}
+
+// ObjStore counts object-store traffic seen by the counting proxy.
+type ObjStore struct {
+	Puts     int64 `json:"puts"`
+	Gets     int64 `json:"gets"`
+	Other    int64 `json:"other"` // HEAD, DELETE, LIST, multipart calls, ...
+	PutBytes int64 `json:"put_bytes"`
+	GetBytes int64 `json:"get_bytes"` // response bytes of GETs
+}
+
+// Sub returns o - p.
+func (o ObjStore) Sub(p ObjStore) ObjStore {
+	return ObjStore{Puts: o.Puts - p.Puts, Gets: o.Gets - p.Gets, Other: o.Other - p.Other, PutBytes: o.PutBytes - p.PutBytes, GetBytes: o.GetBytes - p.GetBytes}
+}
+
+// Percentiles summarises latencies in milliseconds.
+type Percentiles struct {
+	N    int     `json:"n"`
+	Mean float64 `json:"mean_ms"`
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	Max  float64 `json:"max_ms"`
+}
+
+// Summarize returns the percentiles of ds (nearest-rank).
+func Summarize(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	rank := func(p float64) time.Duration {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	return Percentiles{N: len(s), Mean: ms(sum / time.Duration(len(s))), P50: ms(rank(0.50)), P90: ms(rank(0.90)), P99: ms(rank(0.99)), Max: ms(s[len(s)-1])}
+}
+
+// PutRun is one raw S3 PUT measurement.
+type PutRun struct {
+	Label       string  `json:"label"`
+	Via         string  `json:"via"` // "proxy" or "direct"
+	Concurrency int     `json:"concurrency"`
+	ObjectBytes int64   `json:"object_bytes"`
+	Objects     int     `json:"objects"`
+	Bytes       int64   `json:"bytes"`
+	Seconds     float64 `json:"seconds"`
+	MBps        float64 `json:"mb_per_s"`
+}
+
+// Ingest is the result of BenchmarkIngest.
+type Ingest struct {
+	Env          Env         `json:"env"`
+	Format       string      `json:"format"`
+	Durability   string      `json:"durability"`
+	Writers      int         `json:"writers"`
+	Columns      int         `json:"columns"`
+	BatchRows    int         `json:"batch_rows"`
+	BatchBytes   int64       `json:"batch_bytes"` // Arrow IPC bytes per request
+	Requests     int64       `json:"requests"`
+	Rows         int64       `json:"rows"`
+	Bytes        int64       `json:"bytes"` // Arrow IPC bytes acknowledged
+	Seconds      float64     `json:"seconds"`
+	MBps         float64     `json:"mb_per_s"`
+	RowsPerSec   float64     `json:"rows_per_s"`
+	Ack          Percentiles `json:"ack_latency"`
+	ObjStore     ObjStore    `json:"objstore"`
+	AvgPutBytes  float64     `json:"avg_put_bytes"`
+	PutsPerGiB   float64     `json:"puts_per_gib"`
+	GetsPerGiB   float64     `json:"gets_per_gib"`
+	OtherPerGiB  float64     `json:"other_per_gib"`
+	StoredRatio  float64     `json:"stored_ratio"` // object bytes PUT / Arrow bytes ingested
+	RawPuts      []PutRun    `json:"raw_puts"`
+	RawPutMBps   float64     `json:"raw_put_mb_per_s"` // baseline: the same bytes in 8 MiB objects, serial PUTs via the proxy (median of runs)
+	Ratio        float64     `json:"ratio"`            // MBps / RawPutMBps
+	RawPutBestMB float64     `json:"raw_put_best_mb_per_s"`
+	RatioBest    float64     `json:"ratio_best"`
+}
+
+// LatencyRun is one latency distribution.
+type LatencyRun struct {
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	BatchRows   int         `json:"batch_rows"`
+	Latency     Percentiles `json:"latency"`
+}
+
+// Latency is the result of BenchmarkLatency.
+type Latency struct {
+	Env           Env          `json:"env"`
+	FlushInterval string       `json:"flush_interval"`
+	Runs          []LatencyRun `json:"runs"`
+}
+
+// PruneRun is the read of every row projecting Columns columns.
+type PruneRun struct {
+	Columns      int     `json:"columns"`
+	Compression  string  `json:"compression,omitempty"` // response compression accepted by the client; "" for none
+	Reps         int     `json:"reps"`
+	Seconds      float64 `json:"seconds"` // median of the reps
+	Rows         int64   `json:"rows"`
+	RowsPerSec   float64 `json:"rows_per_s"`
+	ArrowBytes   int64   `json:"arrow_bytes"` // Arrow IPC bytes returned
+	MBps         float64 `json:"mb_per_s"`    // Arrow bytes returned per second
+	ObjGetBytes  int64   `json:"objstore_get_bytes"`
+	ObjGets      int64   `json:"objstore_gets"`
+	BytesVsAll   float64 `json:"bytes_vs_all"`   // ObjGetBytes / that of all columns
+	SpeedupVsAll float64 `json:"speedup_vs_all"` // time of all columns / this time
+}
+
+// Pruning is the result of BenchmarkColumnPruning.
+type Pruning struct {
+	Env         Env        `json:"env"`
+	Columns     int        `json:"columns"`
+	Rows        int64      `json:"rows"`
+	IngestBytes int64      `json:"ingest_bytes"` // Arrow IPC bytes written
+	StoredBytes int64      `json:"stored_bytes"` // object bytes PUT
+	Segments    int64      `json:"segments"`
+	Runs        []PruneRun `json:"runs"`
+}
+
+// OutDir returns $STROM_BENCH_OUT or def, created.
+func OutDir(def string) (string, error) {
+	dir := os.Getenv(EnvOut)
+	if dir == "" {
+		dir = def
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// Write stores v as indented JSON in dir/name.
+func Write(dir, name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644)
+}
+
+// Read loads dir/name into v; a missing file reports ok false.
+func Read(dir, name string, v any) (ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s: %w", name, err)
+	}
+	return true, nil
+}
