@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
+	"github.com/strom-io/strom/services/kvsnap"
 	"github.com/strom-io/strom/services/writer"
 )
 
@@ -31,9 +33,20 @@ func (j JanitorResult) logAttrs() []any {
 	}
 }
 
-// Janitor deletes the segment objects (keys under writer.ObjectPrefix) that
-// no catalog row names and whose key says they were created more than
-// Config.JanitorGrace ago. Younger objects may belong to a flush that has
+// janitorPrefixes are the object key prefixes the janitor cleans, with the
+// function that reads an object's creation time from its key: segment
+// objects and KV snapshot files.
+var janitorPrefixes = []struct {
+	prefix string
+	time   func(key string) (time.Time, bool)
+}{
+	{writer.ObjectPrefix, writer.ObjectTime},
+	{writer.SnapshotPrefix, kvsnap.ObjectTime},
+}
+
+// Janitor deletes the segment objects (keys under writer.ObjectPrefix) and
+// KV snapshot files (under writer.SnapshotPrefix) that no catalog row names
+// and whose key says they were created more than Config.JanitorGrace ago. Younger objects may belong to a flush that has
 // uploaded but not yet committed, so they are never deleted; keys that do
 // not parse as segment keys are left alone and each is logged once.
 //
@@ -65,25 +78,12 @@ func (r *Retention) Janitor(ctx context.Context) (JanitorResult, error) {
 		clear(sizes)
 		return nil
 	}
-	err := r.objects.List(ctx, writer.ObjectPrefix, func(key string, size int64) error {
-		res.Listed++
-		created, ok := writer.ObjectTime(key)
-		if !ok {
-			res.Unparsed++
-			r.logUnparsed(key)
-			return nil
+	var err error
+	for _, jp := range janitorPrefixes {
+		if err = r.clean(ctx, jp.prefix, jp.time, cutoff, &res, &batch, sizes, flush); err != nil {
+			break
 		}
-		if !created.Before(cutoff) {
-			res.Young++
-			return nil
-		}
-		batch = append(batch, key)
-		sizes[key] = size
-		if len(batch) >= r.cfg.PageSize {
-			return flush()
-		}
-		return nil
-	})
+	}
 	if err == nil {
 		err = flush()
 	}
@@ -93,6 +93,31 @@ func (r *Retention) Janitor(ctx context.Context) (JanitorResult, error) {
 		r.logger.Debug("retention: janitor found nothing to delete", res.logAttrs()...)
 	}
 	return res, err
+}
+
+// clean lists prefix and queues the objects older than cutoff for the
+// catalog check that flush makes.
+func (r *Retention) clean(ctx context.Context, prefix string, objectTime func(string) (time.Time, bool), cutoff time.Time,
+	res *JanitorResult, batch *[]string, sizes map[string]int64, flush func() error) error {
+	return r.objects.List(ctx, prefix, func(key string, size int64) error {
+		res.Listed++
+		created, ok := objectTime(key)
+		if !ok {
+			res.Unparsed++
+			r.logUnparsed(key)
+			return nil
+		}
+		if !created.Before(cutoff) {
+			res.Young++
+			return nil
+		}
+		*batch = append(*batch, key)
+		sizes[key] = size
+		if len(*batch) >= r.cfg.PageSize {
+			return flush()
+		}
+		return nil
+	})
 }
 
 // logUnparsed logs a key without a segment object time the first time it

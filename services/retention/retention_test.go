@@ -147,6 +147,20 @@ func (f *fixture) put(age time.Duration, size int) string {
 	return key
 }
 
+// lease returns the test's lease of b, acquiring it first.
+func (f *fixture) lease(b catalog.BucketID) catalog.Lease {
+	f.t.Helper()
+	l, ok := f.leases[b]
+	if !ok {
+		var err error
+		if l, err = f.store.AcquireLease(f.t.Context(), b, "test", time.Hour); err != nil {
+			f.t.Fatalf("AcquireLease %v: %v", b, err)
+		}
+		f.leases[b] = l
+	}
+	return l
+}
+
 // commit uploads a segment object holding ranges and commits it at the
 // buckets' next offsets, as a writer would. It returns the object key.
 func (f *fixture) commit(ranges ...rng) string {
@@ -156,14 +170,7 @@ func (f *fixture) commit(ranges ...rng) string {
 	key := f.put(time.Hour*24, perRange*len(ranges))
 	seg := catalog.Segment{ObjectKey: key, Size: int64(perRange * len(ranges))}
 	for i, r := range ranges {
-		l, ok := f.leases[r.bucket]
-		if !ok {
-			var err error
-			if l, err = f.store.AcquireLease(ctx, r.bucket, "test", time.Hour); err != nil {
-				f.t.Fatalf("AcquireLease %v: %v", r.bucket, err)
-			}
-			f.leases[r.bucket] = l
-		}
+		l := f.lease(r.bucket)
 		base := f.next[r.bucket]
 		f.next[r.bucket] = base + r.rows
 		ts := f.now.Add(-r.age)
@@ -362,24 +369,35 @@ func testJanitor(t *testing.T, f *fixture) {
 	known := f.commit(rng{bucket(tbl, 0), 5, 0}) // created a day ago, committed
 	old := []string{f.put(2*time.Hour, 10), f.put(3*time.Hour, 20), f.put(25*time.Hour, 30)}
 	young := f.put(10*time.Minute, 40)
-	const junk, outside = "segments/not-a-segment.seg", "kv/1.sst"
-	for _, k := range []string{junk, outside} {
+	// KV snapshot files: one left by an old snapshot no catalog row names
+	// (deleted), one referenced by a recorded snapshot (kept).
+	take := func(age time.Duration) string {
+		return fmt.Sprintf("%d-0123456789abcdef", f.now.Add(-age).UnixMilli())
+	}
+	orphanSST := "kv/9/_/0/sst/" + take(5*time.Hour) + "-000007.sst"
+	knownSST := "kv/9/_/0/sst/" + take(5*time.Hour) + "-000008.sst"
+	const junk, outside = "segments/not-a-segment.seg", "other/1.sst"
+	for _, k := range []string{junk, outside, orphanSST, knownSST} {
 		if err := f.objects.Put(ctx, k, strings.NewReader("x"), 1); err != nil {
 			t.Fatalf("Put %s: %v", k, err)
 		}
 	}
+	pk := f.table("kvowner", 1, true, nil)
+	if _, err := f.store.PutKVSnapshot(ctx, catalog.KVSnapshot{Bucket: bucket(pk, 0), Epoch: f.lease(bucket(pk, 0)).Epoch, Files: []string{knownSST}}); err != nil {
+		t.Fatalf("PutKVSnapshot: %v", err)
+	}
 	r := f.retention()
 
 	res := janitor(t, r)
-	want := retention.JanitorResult{Listed: 6, Young: 1, Unparsed: 1, Objects: 3, Bytes: 60}
+	want := retention.JanitorResult{Listed: 8, Young: 1, Unparsed: 1, Objects: 4, Bytes: 61}
 	if res != want {
 		t.Errorf("Janitor = %+v, want %+v", res, want)
 	}
-	f.wantObjects(false, old...)
-	f.wantObjects(true, known, young, junk, outside)
+	f.wantObjects(false, append(old, orphanSST)...)
+	f.wantObjects(true, known, young, junk, outside, knownSST)
 
 	// Idempotent: a second run deletes nothing.
-	want = retention.JanitorResult{Listed: 3, Young: 1, Unparsed: 1}
+	want = retention.JanitorResult{Listed: 4, Young: 1, Unparsed: 1}
 	if res := janitor(t, r); res != want {
 		t.Errorf("second Janitor = %+v, want %+v", res, want)
 	}

@@ -20,10 +20,12 @@ type SnapshotStore interface {
 	DeleteKVSnapshot(ctx context.Context, b catalog.BucketID, id int64) error
 }
 
-// snapshotPrefix is where a bucket's KV snapshot files live in the object
-// store.
+// SnapshotPrefix is where KV snapshot files live in the object store.
+const SnapshotPrefix = "kv/"
+
+// snapshotPrefix is where a bucket's KV snapshot files live.
 func snapshotPrefix(b catalog.BucketID) string {
-	return fmt.Sprintf("kv/%d/%s/%d", b.TableID, partitionDir(b.Partition), b.Bucket)
+	return fmt.Sprintf("%s%d/%s/%d", SnapshotPrefix, b.TableID, partitionDir(b.Partition), b.Bucket)
 }
 
 // RunSnapshots takes an incremental KV snapshot of every primary-key bucket
