@@ -19,6 +19,8 @@ const (
 
 // Config configures a [Cache].
 type Config struct {
+	// Disabled turns the cache off: reads go to the object store.
+	Disabled bool `yaml:"disabled"`
 	// Dir is the cache directory. The cache owns the subdirectories named
 	// "blocks-<block size>" in it and leaves everything else alone. Only one
 	// Cache may use a Dir at a time.
@@ -36,6 +38,7 @@ type Config struct {
 // (e.g. "cache." gives -cache.dir, -cache.max-bytes, -cache.block-size),
 // with their defaults.
 func (c *Config) RegisterFlags(prefix string, f *flag.FlagSet) {
+	f.BoolVar(&c.Disabled, prefix+"disabled", false, "Read segment ranges from the object store without the local disk cache.")
 	f.StringVar(&c.Dir, prefix+"dir", "", "Directory of the local disk cache of object byte ranges (default <data-dir>/cache).")
 	f.Int64Var(&c.MaxBytes, prefix+"max-bytes", DefaultMaxBytes, "Upper bound on the bytes the read cache keeps on disk; least recently used blocks are evicted beyond it. At least twice the block size.")
 	f.Int64Var(&c.BlockSize, prefix+"block-size", DefaultBlockSize, fmt.Sprintf("Size of the aligned blocks the read cache fetches and stores, in bytes (1 to %d). Changing it discards the cached blocks.", MaxBlockSize))
@@ -53,6 +56,9 @@ func (c *Config) setDefaults() {
 
 // Validate reports the first invalid field, naming it and its limit.
 func (c *Config) Validate() error {
+	if c.Disabled {
+		return nil
+	}
 	switch {
 	case c.Dir == "":
 		return errors.New("cache: dir: must not be empty")

@@ -91,6 +91,9 @@ type Bucket struct {
 	mem     memory.Allocator
 	clSch   *arrow.Schema
 
+	// life guards the DB against Close for the reads, which do not take mu.
+	life sync.RWMutex
+
 	mu           sync.Mutex
 	closed       bool
 	pending      []*Changes
@@ -229,6 +232,8 @@ func (b *Bucket) Close() error {
 	if b.closed {
 		return nil
 	}
+	b.life.Lock()
+	defer b.life.Unlock()
 	b.closed = true
 	for _, c := range b.pending {
 		c.discard()
@@ -662,6 +667,11 @@ func (b *Bucket) ApplyChangelog(rec arrow.RecordBatch, endOffset int64) error {
 // key holds the primary-key values in the order of Schema.PrimaryKey.
 // Errors wrap ErrInvalidOp naming a key of the wrong width, type or a NULL.
 func (b *Bucket) Lookup(keys []Row) ([]Row, error) {
+	b.life.RLock()
+	defer b.life.RUnlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
 	out := make([]Row, len(keys))
 	var kb []byte
 	for i, k := range keys {
@@ -724,6 +734,11 @@ func (b *Bucket) Scan(limit int) ([]Row, error) {
 }
 
 func (b *Bucket) scan(lower, upper []byte, limit int) ([]Row, error) {
+	b.life.RLock()
+	defer b.life.RUnlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
 	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, fmt.Errorf("kv: scan: %w", err)
@@ -756,5 +771,11 @@ func (b *Bucket) RowsToRecord(rows []Row) (arrow.RecordBatch, error) {
 	return RowsToRecord(b.mem, b.schema, rows)
 }
 
-// Metrics returns pebble's metrics.
+// Metrics returns pebble's metrics; call it before Close.
 func (b *Bucket) Metrics() *pebble.Metrics { return b.db.Metrics() }
+
+// DB returns the bucket's pebble DB, for snapshots (kvsnap.Take): a
+// checkpoint holds the rows with the Count and AppliedOffset they match, so a
+// bucket opened on a restored checkpoint resumes replay at its
+// AppliedOffset. Do not write to it.
+func (b *Bucket) DB() *pebble.DB { return b.db }

@@ -281,3 +281,48 @@ func normalize(v any) any {
 	}
 	return v
 }
+
+// TestConcurrentReads runs lookups, prefix lookups and scans while writes
+// are prepared and applied and the bucket is closed; run it with -race.
+func TestConcurrentReads(t *testing.T) {
+	b := openBucket(t, t.TempDir(), modelTable(nil), Options{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 300 {
+			c, err := b.Prepare([]Op{up(i%7, "a", i, nil, 0), del((i+3)%7, "a", nil, nil, nil)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := b.Apply(c, int64(i+1)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			b.Close()
+			if _, err := b.Lookup([]Row{{int64(1), "a"}}); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Lookup after Close: %v", err)
+			}
+			if _, err := b.Prepare(nil); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Prepare after Close: %v", err)
+			}
+			return
+		default:
+		}
+		if _, err := b.Lookup([]Row{{int64(1), "a"}}); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := b.PrefixLookup([]any{"a"})
+		if err != nil || len(rows) > 7 {
+			t.Fatalf("PrefixLookup: %d rows, %v", len(rows), err)
+		}
+		if n := b.Count(); n < 0 || n > 7 {
+			t.Fatalf("Count %d", n)
+		}
+	}
+}

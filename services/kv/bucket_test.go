@@ -67,7 +67,7 @@ func changesOf(t testing.TB, rec arrow.RecordBatch, n int) []change {
 type model map[string]Row // "bk/id" → row
 
 func mkey(bk string, id int64) string { return fmt.Sprintf("%s/%d", bk, id) }
-func rowKeyOf(r Row) string         { return mkey(r[1].(string), r[0].(int64)) }
+func rowKeyOf(r Row) string           { return mkey(r[1].(string), r[0].(int64)) }
 
 func (m model) clone() model {
 	c := make(model, len(m))

@@ -31,6 +31,7 @@ import (
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/services/readsvc"
 	"github.com/strom-io/strom/services/retention"
+	"github.com/strom-io/strom/services/segment"
 	"github.com/strom-io/strom/services/wal"
 	"github.com/strom-io/strom/services/writer"
 	"github.com/strom-io/strom/services/writesvc"
@@ -97,12 +98,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		hub:      notify.NewHub(),
 	}
 	fe := cfg.Frontend
-	ranges, err := cache.New(cfg.Cache, bucket, logger.With(slog.String("component", "cache")))
-	if err != nil {
-		_ = log.Close()
-		_ = bucket.Close()
-		_ = store.Close()
-		return nil, fmt.Errorf("cache: %w", err)
+	var ranges segment.RangeReader = bucket
+	if !cfg.Cache.Disabled {
+		c, err := cache.New(cfg.Cache, bucket, logger.With(slog.String("component", "cache")))
+		if err != nil {
+			_ = log.Close()
+			_ = bucket.Close()
+			_ = store.Close()
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+		ranges = c
 	}
 	rd := reader.New(store, ranges, s.hub)
 	s.keeper = lease.NewKeeper(store, cfg.frontendID(), lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew}, logger)
