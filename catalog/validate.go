@@ -51,6 +51,11 @@ const (
 	// PropMergeEngine: last_row (default), first_row, versioned or
 	// aggregation; primary-key tables only.
 	PropMergeEngine = "table.merge-engine"
+	// PropMergeEngineAggregatePrefix starts the per-column properties of
+	// the aggregation merge engine: table.merge-engine.aggregate.<column>
+	// = sum, max, min, last_value, last_non_null_value, first_value or
+	// count (default last_non_null_value).
+	PropMergeEngineAggregatePrefix = "table.merge-engine.aggregate."
 	// PropMergeEngineVersionColumn: the integer or timestamp column the
 	// versioned merge engine compares; required iff it is versioned.
 	PropMergeEngineVersionColumn = "table.merge-engine.version-column"
@@ -187,7 +192,7 @@ func (s TableSpec) Validate() error {
 			return invalid("partition_key", "column %q is not in the primary key %v; a primary-key table's partition column must be part of its primary key", c.Name, pk)
 		}
 	}
-	return validateProperties(s.Properties, cols, isPK)
+	return validateProperties(s.Properties, cols, s.Schema.PrimaryKey)
 }
 
 // Validate checks a schema on its own: at least one column, valid and
@@ -276,7 +281,8 @@ func ParseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func validateProperties(props map[string]string, cols []Column, isPK bool) error {
+func validateProperties(props map[string]string, cols []Column, primaryKey []string) error {
+	isPK := len(primaryKey) > 0
 	field := func(k string) string { return fmt.Sprintf("properties[%q]", k) }
 	positive := func(k, v string) error {
 		d, err := ParseDuration(v)
@@ -330,6 +336,12 @@ func validateProperties(props map[string]string, cols []Column, isPK bool) error
 				return invalid(field(k), "version column %q has type %s; want an integer or timestamp type", v, t)
 			}
 		default:
+			if col, ok := strings.CutPrefix(k, PropMergeEngineAggregatePrefix); ok {
+				if err := validateAggregate(field(k), col, v, props, cols, primaryKey); err != nil {
+					return err
+				}
+				continue
+			}
 			if strings.HasPrefix(k, "table.") {
 				return invalid(field(k), "unknown table property %q; keys starting with \"table.\" are reserved", k)
 			}
@@ -339,6 +351,39 @@ func validateProperties(props map[string]string, cols []Column, isPK bool) error
 		if _, ok := props[PropMergeEngineVersionColumn]; !ok {
 			return invalid(field(PropMergeEngineVersionColumn), "the versioned merge engine needs a version column")
 		}
+	}
+	return nil
+}
+
+// AggregateFunctions are the values of a
+// table.merge-engine.aggregate.<column> property.
+var AggregateFunctions = []string{"sum", "max", "min", "last_value", "last_non_null_value", "first_value", "count"}
+
+// validateAggregate checks one per-column aggregation of the aggregation
+// merge engine: a non-key column of a type the function applies to.
+func validateAggregate(field, col, fn string, props map[string]string, cols []Column, primaryKey []string) error {
+	if props[PropMergeEngine] != "aggregation" {
+		return invalid(field, "per-column aggregations are only allowed with %s=aggregation", PropMergeEngine)
+	}
+	idx, why := columnIndex(cols, col)
+	if idx < 0 {
+		return invalid(field, "%s", why)
+	}
+	if slices.Contains(primaryKey, cols[idx].Name) {
+		return invalid(field, "column %q is in the primary key; key columns are not aggregated", col)
+	}
+	if !slices.Contains(AggregateFunctions, fn) {
+		return invalid(field, "unknown aggregation %q; want one of %s", fn, strings.Join(AggregateFunctions, ", "))
+	}
+	t := cols[idx].Type
+	numeric := t.IsInteger() || t.Kind == KindFloat || t.Kind == KindDouble || t.Kind == KindDecimal
+	switch {
+	case fn == "sum" && !numeric:
+		return invalid(field, "sum cannot apply to column %q of type %s; it needs a numeric column", col, t)
+	case fn == "count" && !t.IsInteger():
+		return invalid(field, "count cannot apply to column %q of type %s; it needs an integer column", col, t)
+	case (fn == "max" || fn == "min") && (t.Kind == KindBoolean || t.Kind == KindBytes):
+		return invalid(field, "%s cannot apply to column %q of type %s", fn, col, t)
 	}
 	return nil
 }

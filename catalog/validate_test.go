@@ -244,3 +244,43 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+func TestValidateAggregateProperties(t *testing.T) {
+	base := func(props map[string]string) catalog.TableSpec {
+		return catalog.TableSpec{Database: "d", Name: "t", Buckets: 1, Properties: props, Schema: catalog.Schema{
+			Columns: []catalog.Column{
+				{Name: "id", Type: catalog.MustParseType("BIGINT")},
+				{Name: "total", Type: catalog.MustParseType("DECIMAL(10,2)"), Nullable: true},
+				{Name: "name", Type: catalog.MustParseType("STRING"), Nullable: true},
+				{Name: "n", Type: catalog.MustParseType("BIGINT"), Nullable: true},
+			},
+			PrimaryKey: []string{"id"},
+		}}
+	}
+	agg := func(kv ...string) map[string]string {
+		m := map[string]string{catalog.PropMergeEngine: "aggregation"}
+		for i := 0; i < len(kv); i += 2 {
+			m[catalog.PropMergeEngineAggregatePrefix+kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	if err := base(agg("total", "sum", "name", "max", "n", "count")).Validate(); err != nil {
+		t.Fatalf("valid aggregation: %v", err)
+	}
+	for _, tc := range []struct {
+		props map[string]string
+		want  string
+	}{
+		{agg("name", "sum"), `sum cannot apply to column "name"`},
+		{agg("total", "count"), `count cannot apply to column "total"`},
+		{agg("id", "sum"), "primary key"},
+		{agg("nope", "sum"), "nope"},
+		{agg("total", "avg"), `unknown aggregation "avg"`},
+		{map[string]string{catalog.PropMergeEngineAggregatePrefix + "total": "sum"}, "only allowed with"},
+	} {
+		err := base(tc.props).Validate()
+		if !errors.Is(err, catalog.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want it to name %q", tc.props, err, tc.want)
+		}
+	}
+}
