@@ -135,6 +135,12 @@ func TestSegmentObjectsIndependently(t *testing.T) {
 	stored := map[int32]map[int64]storedRow{} // bucket → offset → row
 	var objects, sections, batches, chunks int
 	var tableID int64 = -1
+	var decoded []arrow.Array
+	defer func() {
+		for _, a := range decoded {
+			a.Release()
+		}
+	}()
 	for obj := range mc.ListObjects(ctx, s3.Bucket, minio.ListObjectsOptions{Prefix: s3.Prefix, Recursive: true}) {
 		if obj.Err != nil {
 			t.Fatalf("list %s/%s: %v", s3.Bucket, s3.Prefix, obj.Err)
@@ -193,7 +199,7 @@ func TestSegmentObjectsIndependently(t *testing.T) {
 						t.Fatalf("%s: bucket %d batch at %d column %s: CRC %08x, index says %08x", obj.Key, sm.Bucket, bm.BaseOffset, cm.Name, got, cm.CRC)
 					}
 					arr := decodeChunkPlain(t, chunk, cm.Name, bm.RowCount)
-					defer arr.Release()
+					decoded = append(decoded, arr)
 					if int64(arr.NullN()) != cm.NullCount {
 						t.Errorf("%s: column %s: %d nulls, index says %d", obj.Key, cm.Name, arr.NullN(), cm.NullCount)
 					}
@@ -255,10 +261,7 @@ func TestSegmentObjectsIndependently(t *testing.T) {
 		// Rows of one request in one bucket, in request order.
 		taken := map[int]int{}
 		for _, sp := range spans[b] {
-			var mine []objRow
-			for _, r := range byReq[sp.req] {
-				mine = append(mine, r)
-			}
+			mine := append([]objRow(nil), byReq[sp.req]...)
 			for i := int64(0); i < sp.count; i++ {
 				got, ok := stored[b][sp.base+i]
 				if !ok {

@@ -33,11 +33,10 @@ type pkModel map[pkKey]pkRow
 
 // pkOp is one upsert, partial update or delete.
 type pkOp struct {
-	kind    string // "upsert", "partial-a", "partial-b", "delete"
-	row     pkRow
-	writer  string
-	seq     int64
-	attempt int
+	kind   string // "upsert", "partial-a", "partial-b", "delete"
+	row    pkRow
+	writer string
+	seq    int64
 }
 
 func (m pkModel) apply(op pkOp) {

@@ -145,7 +145,7 @@ func TestProduceConsume(t *testing.T) {
 		case 1:
 			score, w.score = "", "<nil>"
 		case 2:
-			note, w.note = `a "quoted", note`, `a "quoted", note`
+			w.note = `a "quoted", note`
 			note = `"a ""quoted"", note"`
 		}
 		fmt.Fprintf(&csv, "%d,%s,%s,%s\n", i, name, score, note)

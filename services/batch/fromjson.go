@@ -310,9 +310,7 @@ func (c *jsonColumn) integer(v any, lo, hi int64) (int64, string) {
 // plainInt reports whether s is in the canonical JSON integer form (no '+',
 // no leading zeros), the form ParseInt's fast path may accept.
 func plainInt(s string) bool {
-	if strings.HasPrefix(s, "-") {
-		s = s[1:]
-	}
+	s = strings.TrimPrefix(s, "-")
 	return s != "" && s[0] != '+' && (s[0] != '0' || len(s) == 1)
 }
 

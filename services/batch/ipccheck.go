@@ -401,7 +401,7 @@ func (c *fbChecker) message(first bool, tail []byte, maxBytes int64) (int64, err
 		return 0, err
 	}
 	if hpos == 0 {
-		return 0, fmt.Errorf("Message.header: missing %s", headerName(byte(htype)))
+		return 0, fmt.Errorf("message header: missing %s", headerName(byte(htype)))
 	}
 	h, err := c.table(hpos, headerName(byte(htype)))
 	if err != nil {

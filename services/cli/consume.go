@@ -112,9 +112,13 @@ func consumeOptions(from string, columns []string, bucket int32, follow bool) ([
 // consume prints rows as JSON lines until the subscription ends, limit rows
 // were printed (limit > 0), or ctx ends (not an error: that is how --follow
 // stops).
-func consume(ctx context.Context, sub *client.Subscription, out io.Writer, limit int64, follow bool) error {
+func consume(ctx context.Context, sub *client.Subscription, out io.Writer, limit int64, follow bool) (err error) {
 	w := bufio.NewWriter(out)
-	defer w.Flush()
+	defer func() {
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+	}()
 	enc := json.NewEncoder(w)
 	var n int64
 	for row, err := range sub.Rows(ctx) {

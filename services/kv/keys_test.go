@@ -53,7 +53,7 @@ func sameKeyValues(a, b []any) bool {
 //
 //	go test ./kv -run '^$' -fuzz FuzzKeyOrder -fuzztime 30s
 func FuzzKeyOrder(f *testing.F) {
-	f.Add(byte(1), byte(5), int64(-1), 0.0, "a", int64(1), -0.0, "a\x00")
+	f.Add(byte(1), byte(5), int64(-1), 0.0, "a", int64(1), math.Copysign(0, -1), "a\x00")
 	f.Add(byte(2), byte(4), int64(0), math.NaN(), "", int64(0), math.Inf(1), "\x00\xff")
 	f.Add(byte(3), byte(0), int64(math.MinInt64), -1.5, "ab", int64(math.MaxInt64), 2.5, "abc")
 	f.Add(byte(5), byte(1), int64(7), 0.0, "a\x00b", int64(7), 0.0, "a\x00")

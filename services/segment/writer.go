@@ -127,12 +127,7 @@ func Encode(sections []Section) ([]byte, []SectionInfo, error) {
 		info.ByteOffset = start
 		info.ByteLength = int64(len(out)) - start
 		infos[i] = info
-		metas = append(metas, SectionMeta{
-			TableID: info.TableID, Partition: info.Partition, Bucket: info.Bucket,
-			ByteOffset: info.ByteOffset, ByteLength: info.ByteLength,
-			BaseOffset: info.BaseOffset, EndOffset: info.EndOffset, RowCount: info.RowCount,
-			MinTimestamp: info.MinTimestamp, MaxTimestamp: info.MaxTimestamp,
-		})
+		metas = append(metas, SectionMeta(info))
 	}
 	footerStart := len(out)
 	out = encodeObjectFooter(out, metas)
