@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
-	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -59,11 +56,11 @@ func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int
 	if err := checkIPC(data, maxBytes); err != nil {
 		return nil, err
 	}
-	lim := &limitAllocator{mem: mem, limit: maxBytes}
+	lim := NewBudgetAllocator(mem, maxBytes)
 	// classify turns a reader failure into ErrTooLarge if the allocation
 	// budget caused it, else into ErrMalformed.
 	classify := func(cause any) error {
-		if lim.exceeded.Load() {
+		if lim.Exceeded() {
 			return fmt.Errorf("%w: the decoded batches need more than %d bytes of memory", ErrTooLarge, maxBytes)
 		}
 		return fmt.Errorf("%w: %v", ErrMalformed, cause)
@@ -82,7 +79,7 @@ func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int
 				rdr.Release()
 				rdr = nil
 			}
-			lim.freeAll() // what arrow-go had in flight when it panicked
+			lim.FreeAll() // what arrow-go had in flight when it panicked
 		}
 	}()
 
@@ -236,94 +233,4 @@ func EncodeIPC(schema *arrow.Schema, recs []arrow.RecordBatch, opts ...ipc.Optio
 		return nil, fmt.Errorf("batch: EncodeIPC: %w", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// limitAllocator forwards to mem while the bytes it has handed out and not
-// got back stay within limit; beyond, it records the fact and panics, which
-// the IPC reader (or DecodeIPC) recovers into an error. It bounds what
-// hostile input (a forged uncompressed length, say) can make the reader
-// allocate. It also tracks every live allocation, so that after a failed
-// decode (where arrow-go may have panicked with buffers in flight) freeAll
-// returns everything to mem.
-type limitAllocator struct {
-	mem      memory.Allocator
-	limit    int64
-	exceeded atomic.Bool
-
-	mu   sync.Mutex
-	used int64
-	live map[*byte]int
-}
-
-var errBudget = errors.New("batch: allocation budget exceeded")
-
-// Allocate implements memory.Allocator.
-func (a *limitAllocator) Allocate(size int) []byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.reserve(int64(size))
-	b := a.mem.Allocate(size)
-	a.track(b)
-	return b
-}
-
-// reserve panics unless n more bytes fit the limit; a.mu is held.
-func (a *limitAllocator) reserve(n int64) {
-	if n < 0 || a.used+n > a.limit {
-		a.exceeded.Store(true)
-		panic(errBudget)
-	}
-	a.used += n
-}
-
-func (a *limitAllocator) track(b []byte) {
-	if a.live == nil {
-		a.live = make(map[*byte]int)
-	}
-	a.live[unsafe.SliceData(b[:cap(b)])] = len(b)
-}
-
-// Reallocate implements memory.Allocator.
-func (a *limitAllocator) Reallocate(size int, b []byte) []byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	key := unsafe.SliceData(b[:cap(b)])
-	old, ok := a.live[key]
-	if !ok {
-		old = len(b)
-	}
-	a.reserve(max(int64(size)-int64(old), 0))
-	if int64(size) < int64(old) {
-		a.used -= int64(old - size)
-	}
-	delete(a.live, key)
-	nb := a.mem.Reallocate(size, b)
-	a.track(nb)
-	return nb
-}
-
-// Free implements memory.Allocator.
-func (a *limitAllocator) Free(b []byte) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	key := unsafe.SliceData(b[:cap(b)])
-	size, ok := a.live[key]
-	if !ok {
-		return // freed by freeAll already
-	}
-	delete(a.live, key)
-	a.used -= int64(size)
-	a.mem.Free(b)
-}
-
-// freeAll returns every allocation still live to mem. Only for when nothing
-// references them any more.
-func (a *limitAllocator) freeAll() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for key, size := range a.live {
-		a.mem.Free(unsafe.Slice(key, size))
-	}
-	a.live = nil
-	a.used = 0
 }

@@ -10,12 +10,12 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/strom-io/strom/services/batch"
 )
 
 // RangeReader reads byte ranges of objects. objstore.BucketReader satisfies
@@ -432,7 +432,7 @@ func decodeChunk(data []byte, meta ColumnMeta, rows int64, mem memory.Allocator)
 	if !bytes.HasSuffix(data, eos[:]) {
 		return nil, field, fmt.Errorf("%w chunk: no end-of-stream marker", ErrCorrupt)
 	}
-	lim := &limitAllocator{mem: mem, limit: maxDecodedBase + 64*int64(len(data))}
+	lim := batch.NewBudgetAllocator(mem, maxDecodedBase+64*int64(len(data)))
 	defer func() {
 		if p := recover(); p != nil {
 			if col != nil {
@@ -442,7 +442,7 @@ func decodeChunk(data []byte, meta ColumnMeta, rows int64, mem memory.Allocator)
 			err = fmt.Errorf("%w chunk: arrow ipc: %v", ErrCorrupt, p)
 		}
 		if err != nil {
-			lim.freeAll()
+			lim.FreeAll()
 		}
 	}()
 	limit := int64(len(data))
@@ -486,88 +486,4 @@ func decodeChunk(data []byte, meta ColumnMeta, rows int64, mem memory.Allocator)
 		return nil, field, fmt.Errorf("%w chunk: %d nulls, index says %d", ErrCorrupt, col.NullN(), meta.NullCount)
 	}
 	return col, field, nil
-}
-
-// limitAllocator forwards to mem while the bytes it has handed out and not
-// got back stay within limit; beyond, it panics, which decodeChunk recovers
-// into an error. It tracks live allocations so that after a failed decode
-// (where arrow-go may have panicked with buffers in flight) freeAll returns
-// everything to mem.
-type limitAllocator struct {
-	mem   memory.Allocator
-	limit int64
-
-	mu   sync.Mutex
-	used int64
-	live map[*byte]int
-}
-
-var errBudget = errors.New("segment: chunk decode allocation budget exceeded")
-
-func (a *limitAllocator) Allocate(size int) []byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.reserve(int64(size))
-	b := a.mem.Allocate(size)
-	a.track(b)
-	return b
-}
-
-func (a *limitAllocator) reserve(n int64) {
-	if n < 0 || a.used+n > a.limit {
-		panic(errBudget)
-	}
-	a.used += n
-}
-
-func (a *limitAllocator) track(b []byte) {
-	if cap(b) == 0 {
-		return
-	}
-	if a.live == nil {
-		a.live = make(map[*byte]int)
-	}
-	a.live[unsafe.SliceData(b[:cap(b)])] = len(b)
-}
-
-func (a *limitAllocator) Reallocate(size int, b []byte) []byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	old := 0
-	if cap(b) > 0 {
-		key := unsafe.SliceData(b[:cap(b)])
-		old = a.live[key]
-		delete(a.live, key)
-	}
-	a.reserve(max(int64(size-old), 0))
-	if size < old {
-		a.used -= int64(old - size)
-	}
-	nb := a.mem.Reallocate(size, b)
-	a.track(nb)
-	return nb
-}
-
-func (a *limitAllocator) Free(b []byte) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if cap(b) > 0 {
-		key := unsafe.SliceData(b[:cap(b)])
-		if n, ok := a.live[key]; ok {
-			a.used -= int64(n)
-			delete(a.live, key)
-		}
-	}
-	a.mem.Free(b)
-}
-
-// freeAll frees every allocation still live.
-func (a *limitAllocator) freeAll() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for p, n := range a.live {
-		a.mem.Free(unsafe.Slice(p, n))
-	}
-	a.live = nil
-	a.used = 0
 }
