@@ -112,7 +112,7 @@ func render(dir string) error {
 		return err
 	} else if ok {
 		md.WriteString("## Column pruning (Fetch, FORMAT_ARROW)\n\n")
-		fmt.Fprintf(&md, "A one-bucket table of %d columns: %d rows, %s of Arrow ingested, %s stored in %d segment objects. Every row read from offset 0 projecting the first k columns; median of %d reps, object-store bytes counted at the proxy. The read cache is off, so every read goes to the object store. The row marked gzip reads with a default connect client, which accepts gzip: the server no longer compresses responses (gzip cost ~70% of the CPU of a full read), so it matches the plain row.\n\n",
+		fmt.Fprintf(&md, "A one-bucket table of %d columns: %d rows, %s of Arrow ingested, %s stored in %d segment objects. Every row read from offset 0 projecting the first k columns; median of %d reps, object-store bytes counted at the proxy. The read cache is off, so every read goes to the object store. The row marked gzip reads with a default connect client, which accepts gzip: the server no longer compresses responses (gzip cost ~70%% of the CPU of a full read), so it matches the plain row.\n\n",
 			pr.Columns, pr.Rows, mib(float64(pr.IngestBytes)), mib(float64(pr.StoredBytes)), pr.Segments, firstReps(pr))
 		md.WriteString("| columns | read time (s) | rows/s | Arrow MB/s returned | object GETs | object bytes read | bytes vs all | speedup vs all |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		var cats []string
