@@ -217,6 +217,20 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		}
 		states[i] = bs
 	}
+	// The WAL copy of a log batch is encoded before taking the lock; a
+	// primary-key part's changelog exists only once prepared under it.
+	walIPC := make([][]byte, len(req.Parts))
+	for i, p := range req.Parts {
+		if p.Ops != nil {
+			continue
+		}
+		data, err := batch.EncodeIPC(p.Record.Schema(), []arrow.RecordBatch{p.Record})
+		if err != nil {
+			return nil, fmt.Errorf("writer: encode batch for the WAL: %w", err)
+		}
+		walIPC[i] = data
+	}
+
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	results := make([]Result, len(req.Parts))
 	var wait []*pending
@@ -308,7 +322,10 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		}
 		w.pendingBytes += p.size
 		results[i] = Result{Bucket: bs.id, BaseOffset: p.base, Count: rows}
-		data, err := batch.EncodeIPC(rec.Schema(), []arrow.RecordBatch{rec})
+		data, err := walIPC[i], error(nil)
+		if data == nil {
+			data, err = batch.EncodeIPC(rec.Schema(), []arrow.RecordBatch{rec})
+		}
 		if err != nil {
 			// Offsets are assigned: the batch stays and is committed; only
 			// its WAL copy is missing, as if the WAL write had failed.
