@@ -1,7 +1,7 @@
 // Package catalog holds Strom's metadata model and the Store interface that
 // keeps it: databases, tables and their schema versions, per-bucket leader
 // leases with fencing epochs, the index of committed segment objects, KV
-// snapshot records and tiered offsets.
+// snapshot records, tiered offsets and the members of the cluster.
 //
 // Two implementations exist: catalog/postgres (the shared catalog of a
 // deployment) and catalog/embedded (one process, on local disk, for
@@ -75,6 +75,9 @@ type Store interface {
 	// ListBuckets returns the bucket rows of a table (every partition),
 	// ordered by partition then bucket.
 	ListBuckets(ctx context.Context, tableID int64) ([]BucketState, error)
+	// ListAllBuckets returns the bucket rows of every table (every
+	// partition), ordered by table id, partition, then bucket.
+	ListAllBuckets(ctx context.Context) ([]BucketState, error)
 	// AcquireLease makes holder the bucket's leader for ttl. It succeeds when
 	// the bucket has no leader, the lease has expired, or holder already
 	// holds it. The epoch increases whenever leadership is granted anew (not
@@ -122,6 +125,23 @@ type Store interface {
 	// catalog rather than trust a count. It returns ctx.Err() when ctx ends
 	// and an ErrUnavailable error when the notification channel fails.
 	WatchCommits(ctx context.Context, fn func(b BucketID, nextOffset int64)) error
+
+	// Heartbeat inserts or updates the row of member m.ID with m's Address,
+	// APIAddress and Roles, and Expiry = the store's now + ttl; m.Started
+	// and m.Expiry are ignored. Started is the store's now on the first
+	// heartbeat, and again when the previous row had expired (a new start);
+	// otherwise it is kept. It returns the row as stored. It is idempotent
+	// and safe to call concurrently, also for one id. ErrInvalid (see
+	// ValidateMember) for an empty id, an id over MaxMemberIDLength bytes,
+	// more than MaxMemberRoles roles, an empty role, or a ttl under 1ms.
+	Heartbeat(ctx context.Context, m Member, ttl time.Duration) (Member, error)
+	// ListMembers returns the members whose Expiry is after the store's now,
+	// ordered by id (bytewise). Expired rows are never returned; the store
+	// deletes them lazily, some time (an hour) after they expired.
+	ListMembers(ctx context.Context) ([]Member, error)
+	// RemoveMember deletes a member's row at once, as a process does when it
+	// shuts down; an absent member is no error.
+	RemoveMember(ctx context.Context, id string) error
 
 	// PutKVSnapshot records a KV snapshot of a primary-key bucket; the epoch
 	// must be current (else ErrFenced). The snapshot gets the next id.
@@ -207,6 +227,19 @@ type BucketState struct {
 	LeaseExpiry time.Time
 	NextOffset  int64 // offset of the next record to commit
 	StartOffset int64 // first offset still retained (0 until retention deletes)
+}
+
+// Member is a running Strom process that announced itself with Heartbeat;
+// frontends use the member list to balance bucket leases and to forward
+// requests. Stores return Roles as nil, never as an empty slice, when the
+// member has none.
+type Member struct {
+	ID         string    // unique per process; its lease holder id
+	Address    string    // host:port of its internal (forwarding) API; "" if none
+	APIAddress string    // host:port of its public API, for display
+	Roles      []string  // e.g. "write", "read", "tiering"; nil for none
+	Started    time.Time // when it first announced itself; kept across heartbeats
+	Expiry     time.Time // by the store's clock; the member is gone after it
 }
 
 // Lease is a granted bucket leadership. Epoch fences every earlier leader.

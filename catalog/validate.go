@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ValidationError says which field of a request is wrong and why. Field is a
@@ -462,6 +463,63 @@ func ValidateLeaseRequest(b BucketID, holder string, ttl time.Duration) error {
 	}
 	if b.Bucket < 0 {
 		return invalid("bucket.bucket", "bucket %d is negative", b.Bucket)
+	}
+	return nil
+}
+
+// Limits on a Member.
+const (
+	MaxMemberIDLength      = 200
+	MaxMemberRoles         = 16
+	MaxMemberAddressLength = 1024
+)
+
+// ValidateMember checks the arguments of Heartbeat: an id of
+// 1..MaxMemberIDLength bytes, at most MaxMemberRoles roles, none empty,
+// addresses of at most MaxMemberAddressLength bytes, every string valid
+// UTF-8 without NUL bytes (what PostgreSQL's text holds), and a ttl of at
+// least 1ms. Started and Expiry are not checked: the store sets them.
+func ValidateMember(m Member, ttl time.Duration) error {
+	switch {
+	case m.ID == "":
+		return invalid("member.id", "id is empty")
+	case len(m.ID) > MaxMemberIDLength:
+		return invalid("member.id", "id %.20q... is %d bytes long; the limit is %d", m.ID, len(m.ID), MaxMemberIDLength)
+	case len(m.Roles) > MaxMemberRoles:
+		return invalid("member.roles", "%d roles; the limit is %d", len(m.Roles), MaxMemberRoles)
+	case ttl < time.Millisecond:
+		return invalid("ttl", "ttl %v is under the minimum of 1ms", ttl)
+	}
+	if err := validText("member.id", m.ID); err != nil {
+		return err
+	}
+	for _, a := range []struct{ field, v string }{{"member.address", m.Address}, {"member.api_address", m.APIAddress}} {
+		if len(a.v) > MaxMemberAddressLength {
+			return invalid(a.field, "address %.20q... is %d bytes long; the limit is %d", a.v, len(a.v), MaxMemberAddressLength)
+		}
+		if err := validText(a.field, a.v); err != nil {
+			return err
+		}
+	}
+	for i, r := range m.Roles {
+		field := fmt.Sprintf("member.roles[%d]", i)
+		if r == "" {
+			return invalid(field, "role is empty")
+		}
+		if err := validText(field, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validText checks that s is valid UTF-8 without NUL bytes.
+func validText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return invalid(field, "%q is not valid UTF-8", s)
+	}
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return invalid(field, "%q has a NUL byte at byte %d", s, i)
 	}
 	return nil
 }

@@ -31,9 +31,10 @@ type config struct {
 }
 
 // WithHandles lets the suite open further handles onto the backing store of
-// a store that newStore returned, as separate processes would: the race test
-// then gives each contender its own handle. Without it, contenders share the
-// one handle. Run closes the handles it opens.
+// a store that newStore returned, as separate processes would: the race,
+// concurrent retention and concurrent heartbeat tests then give each
+// contender its own handle. Without it, contenders share the one handle.
+// Run closes the handles it opens.
 func WithHandles(open func(t *testing.T, s catalog.Store) catalog.Store) Option {
 	return func(c *config) { c.handle = open }
 }
@@ -79,6 +80,11 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store, opts ...Option
 		{"OffsetForTimestamp", testOffsetForTimestamp},
 		{"DeleteRangesBefore", testDeleteRangesBefore},
 		{"UnknownObjects", testUnknownObjects},
+		{"Members", testMembers},
+		{"MemberExpiry", testMemberExpiry},
+		{"RemoveMember", testRemoveMember},
+		{"MemberValidation", testMemberValidation},
+		{"ListAllBuckets", testListAllBuckets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -104,6 +110,10 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store, opts ...Option
 	t.Run("DeleteRangesConcurrently", func(t *testing.T) {
 		s := open(t)
 		testDeleteRangesConcurrently(t, s, handles(t, s, 4))
+	})
+	t.Run("HeartbeatConcurrently", func(t *testing.T) {
+		s := open(t)
+		testHeartbeatConcurrently(t, s, handles(t, s, 4))
 	})
 	t.Run("WatchCommits", func(t *testing.T) {
 		s := open(t)

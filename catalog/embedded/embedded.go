@@ -2,7 +2,8 @@
 // in a bbolt file. It is the catalog of `strom server` with defaults: one
 // process owns the file (a second Open of it waits, then fails). Every
 // method runs in one bbolt transaction, so every mutation is atomic and
-// durable when it returns. The clock that judges leases is time.Now.
+// durable when it returns. The clock that judges leases and member
+// heartbeats is time.Now.
 package embedded
 
 import (
@@ -36,6 +37,7 @@ var (
 	bktKV         = []byte("kv")          // bucketKey, u64 id -> kvRec; its sequence numbers snapshots
 	bktTiered     = []byte("tiered")      // bucketKey -> tieredRec
 	bktWriters    = []byte("writers")     // bucketKey, writer id -> writerRec
+	bktMembers    = []byte("members")     // member id -> memberRec
 )
 
 // Store is a catalog.Store in a bbolt file. It is safe for concurrent use.
@@ -71,7 +73,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("catalog/embedded: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bktDatabases, bktTables, bktTableNames, bktSchemas, bktBuckets, bktRanges, bktObjects, bktKV, bktTiered, bktWriters} {
+		for _, name := range [][]byte{bktDatabases, bktTables, bktTableNames, bktSchemas, bktBuckets, bktRanges, bktObjects, bktKV, bktTiered, bktWriters, bktMembers} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -614,19 +616,39 @@ func (s *Store) ListBuckets(ctx context.Context, tableID int64) ([]catalog.Bucke
 		if tx.Bucket(bktTables).Get(u64(tableID)) == nil {
 			return notFound("table id %d", tableID)
 		}
-		p := tablePrefix(tableID)
-		c := tx.Bucket(bktBuckets).Cursor()
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			var r bucketRec
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("catalog/embedded: corrupt bucket %x: %w", k, err)
-			}
-			out = append(out, catalog.BucketState{BucketID: decodeBucketKey(k), Leader: r.Leader, Epoch: r.Epoch, LeaseExpiry: r.LeaseExpiry,
-				NextOffset: r.NextOffset, StartOffset: r.StartOffset})
-		}
-		return nil
+		var err error
+		out, err = scanBuckets(tx, tablePrefix(tableID))
+		return err
 	})
 	return out, err
+}
+
+// ListAllBuckets implements catalog.Store: one scan of the buckets bucket,
+// whose key order is (table id, partition, bucket).
+func (s *Store) ListAllBuckets(ctx context.Context) ([]catalog.BucketState, error) {
+	var out []catalog.BucketState
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		out, err = scanBuckets(tx, nil)
+		return err
+	})
+	return out, err
+}
+
+// scanBuckets returns the bucket rows whose keys start with prefix, in key
+// order.
+func scanBuckets(tx *bolt.Tx, prefix []byte) ([]catalog.BucketState, error) {
+	var out []catalog.BucketState
+	c := tx.Bucket(bktBuckets).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var r bucketRec
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("catalog/embedded: corrupt bucket %x: %w", k, err)
+		}
+		out = append(out, catalog.BucketState{BucketID: decodeBucketKey(k), Leader: r.Leader, Epoch: r.Epoch, LeaseExpiry: r.LeaseExpiry,
+			NextOffset: r.NextOffset, StartOffset: r.StartOffset})
+	}
+	return out, nil
 }
 
 // AcquireLease implements catalog.Store. Besides the interface's errors it

@@ -161,3 +161,44 @@ func TestReopenRetention(t *testing.T) {
 		t.Fatalf("WriterSequences after reopen = %+v, %v", ws, err)
 	}
 }
+
+// TestReopenMembers checks that members survive reopening, and that a file
+// without the members bucket (written before it existed) opens.
+func TestReopenMembers(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	s := open(t, path)
+	m, err := s.Heartbeat(ctx, catalog.Member{ID: "a", Address: "h:1", Roles: []string{"write"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	ms, err := s.ListMembers(ctx)
+	if err != nil || len(ms) != 1 || ms[0].Address != "h:1" || !ms[0].Started.Equal(m.Started) || !ms[0].Expiry.Equal(m.Expiry) {
+		t.Fatalf("ListMembers after reopen = %+v, %v; want %+v", ms, err, m)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("members")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	defer s.Close()
+	if ms, err := s.ListMembers(ctx); err != nil || len(ms) != 0 {
+		t.Fatalf("ListMembers of an old file = %+v, %v", ms, err)
+	}
+	if _, err := s.Heartbeat(ctx, catalog.Member{ID: "a"}, time.Minute); err != nil {
+		t.Fatalf("Heartbeat on an old file: %v", err)
+	}
+}

@@ -3,12 +3,12 @@
 // process opens its own Store onto the same database.
 //
 // Open applies the embedded schema migrations (tern) before returning, under
-// tern's advisory lock, so concurrent Opens are safe. Lease expiry is judged
-// by the database clock (now()), never by the caller's. CommitSegment runs in
-// one transaction that locks the affected bucket rows in (table, partition,
-// bucket) order and notifies channel "strom_commits" once per committed
-// range with a JSON Notification; WatchCommits listens on a dedicated
-// connection.
+// tern's advisory lock, so concurrent Opens are safe. Lease and member
+// expiry are judged by the database clock (now()), never by the caller's.
+// CommitSegment runs in one transaction that locks the affected bucket rows
+// in (table, partition, bucket) order and notifies channel "strom_commits"
+// once per committed range with a JSON Notification; WatchCommits listens
+// on a dedicated connection.
 package postgres
 
 import (
@@ -518,6 +518,16 @@ func (s *Store) ListBuckets(ctx context.Context, tableID int64) ([]catalog.Bucke
 		return nil, notFound("table id %d", tableID)
 	}
 	return bs, nil
+}
+
+// ListAllBuckets implements catalog.Store in one query.
+func (s *Store) ListAllBuckets(ctx context.Context) ([]catalog.BucketState, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+bucketColumns+` FROM buckets ORDER BY table_id, partition, bucket`)
+	bs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.BucketState, error) { return scanBucket(r) })
+	if err != nil {
+		return nil, mapErr("list all buckets", err)
+	}
+	return nilIfEmpty(bs), nil
 }
 
 // AcquireLease implements catalog.Store. Besides the interface's errors it

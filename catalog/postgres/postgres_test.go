@@ -263,8 +263,8 @@ func TestWatchCommitsConnectionLost(t *testing.T) {
 }
 
 // TestMigrateFromVersion1 upgrades a version-1 database holding data: the
-// new column defaults to 0, old rows keep working, and the down migration
-// of version 2 applies cleanly.
+// new column defaults to 0, old rows keep working, and the down migrations
+// of versions 3 and 2 apply cleanly.
 func TestMigrateFromVersion1(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -320,5 +320,50 @@ func TestMigrateFromVersion1(t *testing.T) {
 	var n int
 	if err := c.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'buckets' AND column_name = 'start_offset'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("start_offset after down migration: %d, %v", n, err)
+	}
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_name = 'members'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("members table after down migration: %d, %v", n, err)
+	}
+}
+
+// TestHeartbeatDeletesStaleMembers: Heartbeat deletes the rows of other
+// members that expired over an hour ago, keeps more recently expired ones
+// (never listed), and a member back after such a deletion starts anew.
+func TestHeartbeatDeletesStaleMembers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := testenv.Postgres(t)
+	s := open(t, dsn)
+	defer s.Close()
+	c := connect(t, dsn)
+	if _, err := c.Exec(ctx, `INSERT INTO members (id, roles, started, expiry) VALUES
+		('stale', '{write}', now() - interval '3 hours', now() - interval '2 hours'),
+		('recent', '{}', now() - interval '1 hour', now() - interval '30 minutes')`); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := s.ListMembers(ctx); err != nil || len(ms) != 0 {
+		t.Fatalf("ListMembers with only expired rows = %+v, %v; want none", ms, err)
+	}
+	if _, err := s.Heartbeat(ctx, catalog.Member{ID: "live"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := c.Query(ctx, `SELECT id FROM members ORDER BY id`)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(ids) != 2 || ids[0] != "live" || ids[1] != "recent" {
+		t.Fatalf("rows after Heartbeat = %q, %v; want [live recent]", ids, err)
+	}
+	m, err := s.Heartbeat(ctx, catalog.Member{ID: "recent"}, time.Minute)
+	if err != nil || time.Since(m.Started) > 10*time.Minute || m.Roles != nil {
+		t.Fatalf("Heartbeat of a member expired 30m ago = %+v, %v; want a new start now without roles", m, err)
+	}
+	// Its own stale row is updated, never deleted and re-inserted.
+	if _, err := c.Exec(ctx, `UPDATE members SET expiry = now() - interval '2 hours' WHERE id = 'live'`); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Heartbeat(ctx, catalog.Member{ID: "live", Address: "h:1"}, time.Minute); err != nil || m.Address != "h:1" || time.Since(m.Started) > 10*time.Minute {
+		t.Fatalf("Heartbeat of a member expired 2h ago = %+v, %v; want a new start now", m, err)
+	}
+	if ms, err := s.ListMembers(ctx); err != nil || len(ms) != 2 || ms[0].ID != "live" || ms[1].ID != "recent" {
+		t.Fatalf("ListMembers = %+v, %v; want live and recent", ms, err)
 	}
 }
