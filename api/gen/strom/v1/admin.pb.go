@@ -9,6 +9,7 @@ package stromv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -968,11 +969,277 @@ func (x *AlterTableResponse) GetTable() *Table {
 	return nil
 }
 
+// GetClusterStatusRequest asks for the cluster's members and leaderships.
+type GetClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusRequest) Reset() {
+	*x = GetClusterStatusRequest{}
+	mi := &file_strom_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusRequest) ProtoMessage() {}
+
+func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_strom_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+// GetClusterStatusResponse describes the cluster.
+type GetClusterStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The live members, ordered by id.
+	Members []*Member `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// Every bucket of every table, ordered by database, table, partition and
+	// bucket.
+	Buckets       []*BucketLeadership `protobuf:"bytes,2,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusResponse) Reset() {
+	*x = GetClusterStatusResponse{}
+	mi := &file_strom_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusResponse) ProtoMessage() {}
+
+func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
+	return file_strom_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetClusterStatusResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetBuckets() []*BucketLeadership {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+// Member is one running Strom process.
+type Member struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its id, as it appears as a bucket leader.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Address of its public API.
+	ApiAddress string `protobuf:"bytes,2,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
+	// Address of its internal API, to which other frontends forward.
+	InternalAddress string `protobuf:"bytes,3,opt,name=internal_address,json=internalAddress,proto3" json:"internal_address,omitempty"`
+	// Its roles: write, read, tiering.
+	Roles []string `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
+	// When it started.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// When it is considered gone unless it renews its heartbeat.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Buckets whose unexpired lease it holds.
+	LeaderOf      int32 `protobuf:"varint,7,opt,name=leader_of,json=leaderOf,proto3" json:"leader_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_strom_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_strom_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Member) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Member) GetApiAddress() string {
+	if x != nil {
+		return x.ApiAddress
+	}
+	return ""
+}
+
+func (x *Member) GetInternalAddress() string {
+	if x != nil {
+		return x.InternalAddress
+	}
+	return ""
+}
+
+func (x *Member) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *Member) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Member) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Member) GetLeaderOf() int32 {
+	if x != nil {
+		return x.LeaderOf
+	}
+	return 0
+}
+
+// BucketLeadership is one bucket's leader.
+type BucketLeadership struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Database of the table.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Table name.
+	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	// The bucket with its leader, epoch and offsets.
+	Bucket *Bucket `protobuf:"bytes,3,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// The lease is unexpired: the leader may commit.
+	Live          bool `protobuf:"varint,4,opt,name=live,proto3" json:"live,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketLeadership) Reset() {
+	*x = BucketLeadership{}
+	mi := &file_strom_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketLeadership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketLeadership) ProtoMessage() {}
+
+func (x *BucketLeadership) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketLeadership.ProtoReflect.Descriptor instead.
+func (*BucketLeadership) Descriptor() ([]byte, []int) {
+	return file_strom_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BucketLeadership) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *BucketLeadership) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *BucketLeadership) GetBucket() *Bucket {
+	if x != nil {
+		return x.Bucket
+	}
+	return nil
+}
+
+func (x *BucketLeadership) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
 var File_strom_v1_admin_proto protoreflect.FileDescriptor
 
 const file_strom_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x14strom/v1/admin.proto\x12\bstrom.v1\x1a\x14strom/v1/table.proto\"O\n" +
+	"\x14strom/v1/admin.proto\x12\bstrom.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14strom/v1/table.proto\"O\n" +
 	"\x15CreateDatabaseRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
 	"\rif_not_exists\x18\x02 \x01(\bR\vifNotExists\"H\n" +
@@ -1030,7 +1297,27 @@ const file_strom_v1_admin_proto_rawDesc = "" +
 	"\vadd_columns\x18\x03 \x03(\v2\x10.strom.v1.ColumnR\n" +
 	"addColumns\";\n" +
 	"\x12AlterTableResponse\x12%\n" +
-	"\x05table\x18\x01 \x01(\v2\x0f.strom.v1.TableR\x05table2\xcb\x05\n" +
+	"\x05table\x18\x01 \x01(\v2\x0f.strom.v1.TableR\x05table\"\x19\n" +
+	"\x17GetClusterStatusRequest\"|\n" +
+	"\x18GetClusterStatusResponse\x12*\n" +
+	"\amembers\x18\x01 \x03(\v2\x10.strom.v1.MemberR\amembers\x124\n" +
+	"\abuckets\x18\x02 \x03(\v2\x1a.strom.v1.BucketLeadershipR\abuckets\"\x8f\x02\n" +
+	"\x06Member\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vapi_address\x18\x02 \x01(\tR\n" +
+	"apiAddress\x12)\n" +
+	"\x10internal_address\x18\x03 \x01(\tR\x0finternalAddress\x12\x14\n" +
+	"\x05roles\x18\x04 \x03(\tR\x05roles\x129\n" +
+	"\n" +
+	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x1b\n" +
+	"\tleader_of\x18\a \x01(\x05R\bleaderOf\"\x82\x01\n" +
+	"\x10BucketLeadership\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12(\n" +
+	"\x06bucket\x18\x03 \x01(\v2\x10.strom.v1.BucketR\x06bucket\x12\x12\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live2\xab\x06\n" +
 	"\fAdminService\x12S\n" +
 	"\x0eCreateDatabase\x12\x1f.strom.v1.CreateDatabaseRequest\x1a .strom.v1.CreateDatabaseResponse\x12U\n" +
 	"\rListDatabases\x12\x1e.strom.v1.ListDatabasesRequest\x1a\x1f.strom.v1.ListDatabasesResponse\"\x03\x90\x02\x01\x12O\n" +
@@ -1042,7 +1329,8 @@ const file_strom_v1_admin_proto_rawDesc = "" +
 	"ListTables\x12\x1b.strom.v1.ListTablesRequest\x1a\x1c.strom.v1.ListTablesResponse\"\x03\x90\x02\x01\x12D\n" +
 	"\tDropTable\x12\x1a.strom.v1.DropTableRequest\x1a\x1b.strom.v1.DropTableResponse\x12G\n" +
 	"\n" +
-	"AlterTable\x12\x1b.strom.v1.AlterTableRequest\x1a\x1c.strom.v1.AlterTableResponseB4Z2github.com/strom-io/strom/api/gen/strom/v1;stromv1b\x06proto3"
+	"AlterTable\x12\x1b.strom.v1.AlterTableRequest\x1a\x1c.strom.v1.AlterTableResponse\x12^\n" +
+	"\x10GetClusterStatus\x12!.strom.v1.GetClusterStatusRequest\x1a\".strom.v1.GetClusterStatusResponse\"\x03\x90\x02\x01B4Z2github.com/strom-io/strom/api/gen/strom/v1;stromv1b\x06proto3"
 
 var (
 	file_strom_v1_admin_proto_rawDescOnce sync.Once
@@ -1056,68 +1344,80 @@ func file_strom_v1_admin_proto_rawDescGZIP() []byte {
 	return file_strom_v1_admin_proto_rawDescData
 }
 
-var file_strom_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_strom_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_strom_v1_admin_proto_goTypes = []any{
-	(*CreateDatabaseRequest)(nil),  // 0: strom.v1.CreateDatabaseRequest
-	(*CreateDatabaseResponse)(nil), // 1: strom.v1.CreateDatabaseResponse
-	(*ListDatabasesRequest)(nil),   // 2: strom.v1.ListDatabasesRequest
-	(*ListDatabasesResponse)(nil),  // 3: strom.v1.ListDatabasesResponse
-	(*GetDatabaseRequest)(nil),     // 4: strom.v1.GetDatabaseRequest
-	(*GetDatabaseResponse)(nil),    // 5: strom.v1.GetDatabaseResponse
-	(*DropDatabaseRequest)(nil),    // 6: strom.v1.DropDatabaseRequest
-	(*DropDatabaseResponse)(nil),   // 7: strom.v1.DropDatabaseResponse
-	(*CreateTableRequest)(nil),     // 8: strom.v1.CreateTableRequest
-	(*CreateTableResponse)(nil),    // 9: strom.v1.CreateTableResponse
-	(*GetTableRequest)(nil),        // 10: strom.v1.GetTableRequest
-	(*GetTableResponse)(nil),       // 11: strom.v1.GetTableResponse
-	(*ListTablesRequest)(nil),      // 12: strom.v1.ListTablesRequest
-	(*ListTablesResponse)(nil),     // 13: strom.v1.ListTablesResponse
-	(*DropTableRequest)(nil),       // 14: strom.v1.DropTableRequest
-	(*DropTableResponse)(nil),      // 15: strom.v1.DropTableResponse
-	(*AlterTableRequest)(nil),      // 16: strom.v1.AlterTableRequest
-	(*AlterTableResponse)(nil),     // 17: strom.v1.AlterTableResponse
-	nil,                            // 18: strom.v1.CreateTableRequest.PropertiesEntry
-	(*Database)(nil),               // 19: strom.v1.Database
-	(*Schema)(nil),                 // 20: strom.v1.Schema
-	(*Table)(nil),                  // 21: strom.v1.Table
-	(*Bucket)(nil),                 // 22: strom.v1.Bucket
-	(*Column)(nil),                 // 23: strom.v1.Column
+	(*CreateDatabaseRequest)(nil),    // 0: strom.v1.CreateDatabaseRequest
+	(*CreateDatabaseResponse)(nil),   // 1: strom.v1.CreateDatabaseResponse
+	(*ListDatabasesRequest)(nil),     // 2: strom.v1.ListDatabasesRequest
+	(*ListDatabasesResponse)(nil),    // 3: strom.v1.ListDatabasesResponse
+	(*GetDatabaseRequest)(nil),       // 4: strom.v1.GetDatabaseRequest
+	(*GetDatabaseResponse)(nil),      // 5: strom.v1.GetDatabaseResponse
+	(*DropDatabaseRequest)(nil),      // 6: strom.v1.DropDatabaseRequest
+	(*DropDatabaseResponse)(nil),     // 7: strom.v1.DropDatabaseResponse
+	(*CreateTableRequest)(nil),       // 8: strom.v1.CreateTableRequest
+	(*CreateTableResponse)(nil),      // 9: strom.v1.CreateTableResponse
+	(*GetTableRequest)(nil),          // 10: strom.v1.GetTableRequest
+	(*GetTableResponse)(nil),         // 11: strom.v1.GetTableResponse
+	(*ListTablesRequest)(nil),        // 12: strom.v1.ListTablesRequest
+	(*ListTablesResponse)(nil),       // 13: strom.v1.ListTablesResponse
+	(*DropTableRequest)(nil),         // 14: strom.v1.DropTableRequest
+	(*DropTableResponse)(nil),        // 15: strom.v1.DropTableResponse
+	(*AlterTableRequest)(nil),        // 16: strom.v1.AlterTableRequest
+	(*AlterTableResponse)(nil),       // 17: strom.v1.AlterTableResponse
+	(*GetClusterStatusRequest)(nil),  // 18: strom.v1.GetClusterStatusRequest
+	(*GetClusterStatusResponse)(nil), // 19: strom.v1.GetClusterStatusResponse
+	(*Member)(nil),                   // 20: strom.v1.Member
+	(*BucketLeadership)(nil),         // 21: strom.v1.BucketLeadership
+	nil,                              // 22: strom.v1.CreateTableRequest.PropertiesEntry
+	(*Database)(nil),                 // 23: strom.v1.Database
+	(*Schema)(nil),                   // 24: strom.v1.Schema
+	(*Table)(nil),                    // 25: strom.v1.Table
+	(*Bucket)(nil),                   // 26: strom.v1.Bucket
+	(*Column)(nil),                   // 27: strom.v1.Column
+	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
 }
 var file_strom_v1_admin_proto_depIdxs = []int32{
-	19, // 0: strom.v1.CreateDatabaseResponse.database:type_name -> strom.v1.Database
-	19, // 1: strom.v1.ListDatabasesResponse.databases:type_name -> strom.v1.Database
-	19, // 2: strom.v1.GetDatabaseResponse.database:type_name -> strom.v1.Database
-	20, // 3: strom.v1.CreateTableRequest.schema:type_name -> strom.v1.Schema
-	18, // 4: strom.v1.CreateTableRequest.properties:type_name -> strom.v1.CreateTableRequest.PropertiesEntry
-	21, // 5: strom.v1.CreateTableResponse.table:type_name -> strom.v1.Table
-	21, // 6: strom.v1.GetTableResponse.table:type_name -> strom.v1.Table
-	22, // 7: strom.v1.GetTableResponse.buckets:type_name -> strom.v1.Bucket
-	21, // 8: strom.v1.ListTablesResponse.tables:type_name -> strom.v1.Table
-	23, // 9: strom.v1.AlterTableRequest.add_columns:type_name -> strom.v1.Column
-	21, // 10: strom.v1.AlterTableResponse.table:type_name -> strom.v1.Table
-	0,  // 11: strom.v1.AdminService.CreateDatabase:input_type -> strom.v1.CreateDatabaseRequest
-	2,  // 12: strom.v1.AdminService.ListDatabases:input_type -> strom.v1.ListDatabasesRequest
-	4,  // 13: strom.v1.AdminService.GetDatabase:input_type -> strom.v1.GetDatabaseRequest
-	6,  // 14: strom.v1.AdminService.DropDatabase:input_type -> strom.v1.DropDatabaseRequest
-	8,  // 15: strom.v1.AdminService.CreateTable:input_type -> strom.v1.CreateTableRequest
-	10, // 16: strom.v1.AdminService.GetTable:input_type -> strom.v1.GetTableRequest
-	12, // 17: strom.v1.AdminService.ListTables:input_type -> strom.v1.ListTablesRequest
-	14, // 18: strom.v1.AdminService.DropTable:input_type -> strom.v1.DropTableRequest
-	16, // 19: strom.v1.AdminService.AlterTable:input_type -> strom.v1.AlterTableRequest
-	1,  // 20: strom.v1.AdminService.CreateDatabase:output_type -> strom.v1.CreateDatabaseResponse
-	3,  // 21: strom.v1.AdminService.ListDatabases:output_type -> strom.v1.ListDatabasesResponse
-	5,  // 22: strom.v1.AdminService.GetDatabase:output_type -> strom.v1.GetDatabaseResponse
-	7,  // 23: strom.v1.AdminService.DropDatabase:output_type -> strom.v1.DropDatabaseResponse
-	9,  // 24: strom.v1.AdminService.CreateTable:output_type -> strom.v1.CreateTableResponse
-	11, // 25: strom.v1.AdminService.GetTable:output_type -> strom.v1.GetTableResponse
-	13, // 26: strom.v1.AdminService.ListTables:output_type -> strom.v1.ListTablesResponse
-	15, // 27: strom.v1.AdminService.DropTable:output_type -> strom.v1.DropTableResponse
-	17, // 28: strom.v1.AdminService.AlterTable:output_type -> strom.v1.AlterTableResponse
-	20, // [20:29] is the sub-list for method output_type
-	11, // [11:20] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	23, // 0: strom.v1.CreateDatabaseResponse.database:type_name -> strom.v1.Database
+	23, // 1: strom.v1.ListDatabasesResponse.databases:type_name -> strom.v1.Database
+	23, // 2: strom.v1.GetDatabaseResponse.database:type_name -> strom.v1.Database
+	24, // 3: strom.v1.CreateTableRequest.schema:type_name -> strom.v1.Schema
+	22, // 4: strom.v1.CreateTableRequest.properties:type_name -> strom.v1.CreateTableRequest.PropertiesEntry
+	25, // 5: strom.v1.CreateTableResponse.table:type_name -> strom.v1.Table
+	25, // 6: strom.v1.GetTableResponse.table:type_name -> strom.v1.Table
+	26, // 7: strom.v1.GetTableResponse.buckets:type_name -> strom.v1.Bucket
+	25, // 8: strom.v1.ListTablesResponse.tables:type_name -> strom.v1.Table
+	27, // 9: strom.v1.AlterTableRequest.add_columns:type_name -> strom.v1.Column
+	25, // 10: strom.v1.AlterTableResponse.table:type_name -> strom.v1.Table
+	20, // 11: strom.v1.GetClusterStatusResponse.members:type_name -> strom.v1.Member
+	21, // 12: strom.v1.GetClusterStatusResponse.buckets:type_name -> strom.v1.BucketLeadership
+	28, // 13: strom.v1.Member.start_time:type_name -> google.protobuf.Timestamp
+	28, // 14: strom.v1.Member.expire_time:type_name -> google.protobuf.Timestamp
+	26, // 15: strom.v1.BucketLeadership.bucket:type_name -> strom.v1.Bucket
+	0,  // 16: strom.v1.AdminService.CreateDatabase:input_type -> strom.v1.CreateDatabaseRequest
+	2,  // 17: strom.v1.AdminService.ListDatabases:input_type -> strom.v1.ListDatabasesRequest
+	4,  // 18: strom.v1.AdminService.GetDatabase:input_type -> strom.v1.GetDatabaseRequest
+	6,  // 19: strom.v1.AdminService.DropDatabase:input_type -> strom.v1.DropDatabaseRequest
+	8,  // 20: strom.v1.AdminService.CreateTable:input_type -> strom.v1.CreateTableRequest
+	10, // 21: strom.v1.AdminService.GetTable:input_type -> strom.v1.GetTableRequest
+	12, // 22: strom.v1.AdminService.ListTables:input_type -> strom.v1.ListTablesRequest
+	14, // 23: strom.v1.AdminService.DropTable:input_type -> strom.v1.DropTableRequest
+	16, // 24: strom.v1.AdminService.AlterTable:input_type -> strom.v1.AlterTableRequest
+	18, // 25: strom.v1.AdminService.GetClusterStatus:input_type -> strom.v1.GetClusterStatusRequest
+	1,  // 26: strom.v1.AdminService.CreateDatabase:output_type -> strom.v1.CreateDatabaseResponse
+	3,  // 27: strom.v1.AdminService.ListDatabases:output_type -> strom.v1.ListDatabasesResponse
+	5,  // 28: strom.v1.AdminService.GetDatabase:output_type -> strom.v1.GetDatabaseResponse
+	7,  // 29: strom.v1.AdminService.DropDatabase:output_type -> strom.v1.DropDatabaseResponse
+	9,  // 30: strom.v1.AdminService.CreateTable:output_type -> strom.v1.CreateTableResponse
+	11, // 31: strom.v1.AdminService.GetTable:output_type -> strom.v1.GetTableResponse
+	13, // 32: strom.v1.AdminService.ListTables:output_type -> strom.v1.ListTablesResponse
+	15, // 33: strom.v1.AdminService.DropTable:output_type -> strom.v1.DropTableResponse
+	17, // 34: strom.v1.AdminService.AlterTable:output_type -> strom.v1.AlterTableResponse
+	19, // 35: strom.v1.AdminService.GetClusterStatus:output_type -> strom.v1.GetClusterStatusResponse
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_strom_v1_admin_proto_init() }
@@ -1133,7 +1433,7 @@ func file_strom_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strom_v1_admin_proto_rawDesc), len(file_strom_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

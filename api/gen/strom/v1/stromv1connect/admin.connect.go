@@ -56,6 +56,9 @@ const (
 	AdminServiceDropTableProcedure = "/strom.v1.AdminService/DropTable"
 	// AdminServiceAlterTableProcedure is the fully-qualified name of the AdminService's AlterTable RPC.
 	AdminServiceAlterTableProcedure = "/strom.v1.AdminService/AlterTable"
+	// AdminServiceGetClusterStatusProcedure is the fully-qualified name of the AdminService's
+	// GetClusterStatus RPC.
+	AdminServiceGetClusterStatusProcedure = "/strom.v1.AdminService/GetClusterStatus"
 )
 
 // AdminServiceClient is a client for the strom.v1.AdminService service.
@@ -78,6 +81,9 @@ type AdminServiceClient interface {
 	DropTable(context.Context, *connect.Request[v1.DropTableRequest]) (*connect.Response[v1.DropTableResponse], error)
 	// AlterTable adds nullable columns to a table, creating a schema version.
 	AlterTable(context.Context, *connect.Request[v1.AlterTableRequest]) (*connect.Response[v1.AlterTableResponse], error)
+	// GetClusterStatus lists the running Strom processes and which one leads
+	// each bucket.
+	GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the strom.v1.AdminService service. By default, it
@@ -149,20 +155,28 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("AlterTable")),
 			connect.WithClientOptions(opts...),
 		),
+		getClusterStatus: connect.NewClient[v1.GetClusterStatusRequest, v1.GetClusterStatusResponse](
+			httpClient,
+			baseURL+AdminServiceGetClusterStatusProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetClusterStatus")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // adminServiceClient implements AdminServiceClient.
 type adminServiceClient struct {
-	createDatabase *connect.Client[v1.CreateDatabaseRequest, v1.CreateDatabaseResponse]
-	listDatabases  *connect.Client[v1.ListDatabasesRequest, v1.ListDatabasesResponse]
-	getDatabase    *connect.Client[v1.GetDatabaseRequest, v1.GetDatabaseResponse]
-	dropDatabase   *connect.Client[v1.DropDatabaseRequest, v1.DropDatabaseResponse]
-	createTable    *connect.Client[v1.CreateTableRequest, v1.CreateTableResponse]
-	getTable       *connect.Client[v1.GetTableRequest, v1.GetTableResponse]
-	listTables     *connect.Client[v1.ListTablesRequest, v1.ListTablesResponse]
-	dropTable      *connect.Client[v1.DropTableRequest, v1.DropTableResponse]
-	alterTable     *connect.Client[v1.AlterTableRequest, v1.AlterTableResponse]
+	createDatabase   *connect.Client[v1.CreateDatabaseRequest, v1.CreateDatabaseResponse]
+	listDatabases    *connect.Client[v1.ListDatabasesRequest, v1.ListDatabasesResponse]
+	getDatabase      *connect.Client[v1.GetDatabaseRequest, v1.GetDatabaseResponse]
+	dropDatabase     *connect.Client[v1.DropDatabaseRequest, v1.DropDatabaseResponse]
+	createTable      *connect.Client[v1.CreateTableRequest, v1.CreateTableResponse]
+	getTable         *connect.Client[v1.GetTableRequest, v1.GetTableResponse]
+	listTables       *connect.Client[v1.ListTablesRequest, v1.ListTablesResponse]
+	dropTable        *connect.Client[v1.DropTableRequest, v1.DropTableResponse]
+	alterTable       *connect.Client[v1.AlterTableRequest, v1.AlterTableResponse]
+	getClusterStatus *connect.Client[v1.GetClusterStatusRequest, v1.GetClusterStatusResponse]
 }
 
 // CreateDatabase calls strom.v1.AdminService.CreateDatabase.
@@ -210,6 +224,11 @@ func (c *adminServiceClient) AlterTable(ctx context.Context, req *connect.Reques
 	return c.alterTable.CallUnary(ctx, req)
 }
 
+// GetClusterStatus calls strom.v1.AdminService.GetClusterStatus.
+func (c *adminServiceClient) GetClusterStatus(ctx context.Context, req *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error) {
+	return c.getClusterStatus.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the strom.v1.AdminService service.
 type AdminServiceHandler interface {
 	// CreateDatabase creates an empty database.
@@ -230,6 +249,9 @@ type AdminServiceHandler interface {
 	DropTable(context.Context, *connect.Request[v1.DropTableRequest]) (*connect.Response[v1.DropTableResponse], error)
 	// AlterTable adds nullable columns to a table, creating a schema version.
 	AlterTable(context.Context, *connect.Request[v1.AlterTableRequest]) (*connect.Response[v1.AlterTableResponse], error)
+	// GetClusterStatus lists the running Strom processes and which one leads
+	// each bucket.
+	GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -297,6 +319,13 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("AlterTable")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceGetClusterStatusHandler := connect.NewUnaryHandler(
+		AdminServiceGetClusterStatusProcedure,
+		svc.GetClusterStatus,
+		connect.WithSchema(adminServiceMethods.ByName("GetClusterStatus")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/strom.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceCreateDatabaseProcedure:
@@ -317,6 +346,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceDropTableHandler.ServeHTTP(w, r)
 		case AdminServiceAlterTableProcedure:
 			adminServiceAlterTableHandler.ServeHTTP(w, r)
+		case AdminServiceGetClusterStatusProcedure:
+			adminServiceGetClusterStatusHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -360,4 +391,8 @@ func (UnimplementedAdminServiceHandler) DropTable(context.Context, *connect.Requ
 
 func (UnimplementedAdminServiceHandler) AlterTable(context.Context, *connect.Request[v1.AlterTableRequest]) (*connect.Response[v1.AlterTableResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("strom.v1.AdminService.AlterTable is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("strom.v1.AdminService.GetClusterStatus is not implemented"))
 }
