@@ -15,8 +15,10 @@ import (
 // d = min(MaxBackoff, InitialBackoff·2^(n-1)) ("equal jitter"), so writers
 // that fail together do not retry together. Zero fields take the defaults.
 type RetryPolicy struct {
-	// MaxAttempts is the number of attempts including the first; default 10.
-	// 1 disables retries; a negative value means no limit.
+	// MaxAttempts is the number of attempts including the first; default 30,
+	// so that with MaxElapsed the default rides out a frontend failover
+	// (bounded by the lease TTL, 10 s by default). 1 disables retries; a
+	// negative value means no limit.
 	MaxAttempts int
 	// MaxElapsed bounds the time from the first attempt until the last retry
 	// starts; default 2 minutes; a negative value means no limit.
@@ -29,7 +31,7 @@ type RetryPolicy struct {
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.MaxAttempts == 0 {
-		p.MaxAttempts = 10
+		p.MaxAttempts = 30
 	}
 	if p.MaxElapsed == 0 {
 		p.MaxElapsed = 2 * time.Minute
