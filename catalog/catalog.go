@@ -133,7 +133,9 @@ type Store interface {
 	// otherwise it is kept. It returns the row as stored. It is idempotent
 	// and safe to call concurrently, also for one id. ErrInvalid (see
 	// ValidateMember) for an empty id, an id over MaxMemberIDLength bytes,
-	// more than MaxMemberRoles roles, an empty role, or a ttl under 1ms.
+	// more than MaxMemberRoles roles, an empty role, an over-long address,
+	// text that PostgreSQL cannot store (invalid UTF-8, NUL bytes), or a
+	// ttl under 1ms.
 	Heartbeat(ctx context.Context, m Member, ttl time.Duration) (Member, error)
 	// ListMembers returns the members whose Expiry is after the store's now,
 	// ordered by id (bytewise). Expired rows are never returned; the store
