@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strom-io/strom/catalog"
@@ -29,7 +30,20 @@ type Config struct {
 	TTL time.Duration
 	// RenewInterval is how often held leases are renewed; well under TTL.
 	RenewInterval time.Duration
+	// OnChange, if set, is told of every leadership change, e.g. to feed
+	// metrics. It must not block.
+	OnChange func(Change)
 }
+
+// Change is a kind of leadership change.
+type Change string
+
+// The leadership changes OnChange reports.
+const (
+	ChangeAcquired Change = "acquired"
+	ChangeReleased Change = "released"
+	ChangeFenced   Change = "fenced"
+)
 
 // Leadership is one held bucket lease. Fenced is closed when the keeper
 // learns that the epoch is no longer current (or the lease could not be
@@ -38,7 +52,19 @@ type Leadership struct {
 	Lease  catalog.Lease
 	fenced chan struct{}
 	once   sync.Once
+	// deadline is when the lease ends by this process's monotonic clock,
+	// counted from when the acquire or renew request was sent (so it ends
+	// no later than the catalog's expiry), in Unix nanoseconds.
+	deadline atomic.Int64
 }
+
+// Expired reports whether the lease may have expired in the catalog because
+// it was not renewed in time (the process was paused, or the catalog was
+// unreachable). An expired leadership is not fenced yet — nobody may have
+// taken the bucket, and the next renewal restores it — but it must not
+// serve reads of its local state meanwhile. Commits are safe either way:
+// the catalog checks the epoch.
+func (l *Leadership) Expired() bool { return time.Now().UnixNano() >= l.deadline.Load() }
 
 // Fenced is closed when this leadership has ended.
 func (l *Leadership) Fenced() <-chan struct{} { return l.fenced }
@@ -83,13 +109,18 @@ func (k *Keeper) Acquire(ctx context.Context, b catalog.BucketID) (*Leadership, 
 	if l, ok := k.held[b]; ok && !l.IsFenced() {
 		return l, nil
 	}
+	sent := time.Now()
 	lease, err := k.store.AcquireLease(ctx, b, k.holder, k.cfg.TTL)
 	if err != nil {
 		return nil, fmt.Errorf("lease: acquire %s: %w", b, err)
 	}
 	l := &Leadership{Lease: lease, fenced: make(chan struct{})}
+	l.deadline.Store(sent.Add(k.cfg.TTL).UnixNano())
 	k.held[b] = l
 	k.logger.Info("bucket leadership acquired", slog.String("bucket", b.String()), slog.Int64("epoch", lease.Epoch))
+	if k.cfg.OnChange != nil {
+		k.cfg.OnChange(ChangeAcquired)
+	}
 	return l, nil
 }
 
@@ -124,15 +155,20 @@ func (k *Keeper) renewAll(ctx context.Context) {
 		if l.IsFenced() {
 			continue
 		}
+		sent := time.Now()
 		lease, err := k.store.RenewLease(ctx, l.Lease, k.cfg.TTL)
 		switch {
 		case err == nil:
 			k.mu.Lock()
 			l.Lease.Expiry = lease.Expiry
 			k.mu.Unlock()
+			l.deadline.Store(sent.Add(k.cfg.TTL).UnixNano())
 		case errors.Is(err, catalog.ErrFenced):
 			k.logger.Warn("bucket leadership lost: fenced", slog.String("bucket", l.Lease.Bucket.String()), slog.Int64("epoch", l.Lease.Epoch))
 			k.drop(l)
+			if k.cfg.OnChange != nil {
+				k.cfg.OnChange(ChangeFenced)
+			}
 		case ctx.Err() != nil:
 			return
 		default:
@@ -145,7 +181,38 @@ func (k *Keeper) renewAll(ctx context.Context) {
 
 // Fence ends a leadership the caller learned is stale (a commit failed with
 // catalog.ErrFenced).
-func (k *Keeper) Fence(l *Leadership) { k.drop(l) }
+func (k *Keeper) Fence(l *Leadership) {
+	if !l.IsFenced() && k.cfg.OnChange != nil {
+		k.cfg.OnChange(ChangeFenced)
+	}
+	k.drop(l)
+}
+
+// Release gives one leadership up in the catalog so that another frontend
+// can take the bucket at once, and ends it here. A failed release is
+// logged: the lease then simply expires.
+func (k *Keeper) Release(ctx context.Context, l *Leadership) {
+	if l.IsFenced() {
+		return
+	}
+	k.mu.Lock()
+	lease := l.Lease // renewals update Expiry under mu
+	k.mu.Unlock()
+	if err := k.store.ReleaseLease(ctx, lease); err != nil && !errors.Is(err, catalog.ErrFenced) {
+		k.logger.Warn("lease release failed; it expires instead", slog.String("bucket", l.Lease.Bucket.String()), slog.Any("err", err))
+	}
+	k.drop(l)
+	if k.cfg.OnChange != nil {
+		k.cfg.OnChange(ChangeReleased)
+	}
+}
+
+// Held is the number of leaderships this keeper holds.
+func (k *Keeper) Held() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.held)
+}
 
 func (k *Keeper) drop(l *Leadership) {
 	l.fence()
@@ -160,12 +227,6 @@ func (k *Keeper) releaseAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, l := range k.snapshot() {
-		if l.IsFenced() {
-			continue
-		}
-		if err := k.store.ReleaseLease(ctx, l.Lease); err != nil && !errors.Is(err, catalog.ErrFenced) {
-			k.logger.Warn("lease release failed", slog.String("bucket", l.Lease.Bucket.String()), slog.Any("err", err))
-		}
-		k.drop(l)
+		k.Release(ctx, l)
 	}
 }

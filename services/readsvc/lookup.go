@@ -13,12 +13,15 @@ import (
 	"github.com/strom-io/strom/services/batch"
 	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/rpcerr"
-	"github.com/strom-io/strom/services/writesvc"
 )
 
-// KV gives the committed KV state of primary-key buckets (writer.Writer).
+// KV reads the committed state of primary-key buckets where each is led
+// (forward.Router).
 type KV interface {
-	KV(ctx context.Context, t catalog.Table, b catalog.BucketID) (*kv.Bucket, error)
+	Lookup(ctx context.Context, t catalog.Table, b catalog.BucketID, keys []kv.Row) ([]kv.Row, error)
+	PrefixLookup(ctx context.Context, t catalog.Table, b catalog.BucketID, values []any) ([]kv.Row, error)
+	Scan(ctx context.Context, t catalog.Table, b catalog.BucketID, limit int) ([]kv.Row, error)
+	Count(ctx context.Context, t catalog.Table, b catalog.BucketID) (int64, error)
 }
 
 // Lookup implements ReadService: the current rows of the keys, in key
@@ -32,22 +35,39 @@ func (s *Service) Lookup(ctx context.Context, req *connect.Request[stromv1.Looku
 	if len(m.GetKeys()) == 0 {
 		return nil, rpcerr.Invalid("keys: name at least one key")
 	}
-	keys, buckets, err := s.keys(t, writesvc.KeySchema(t), m.GetKeys())
+	keys, buckets, err := s.keys(t, kv.KeySchema(t), m.GetKeys())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
 	}
+	// One call per bucket (a forwarded one when it is led elsewhere), then
+	// the rows in key order.
+	byBucket := map[catalog.BucketID][]int{}
+	var order []catalog.BucketID
+	for i, b := range buckets {
+		if _, ok := byBucket[b]; !ok {
+			order = append(order, b)
+		}
+		byBucket[b] = append(byBucket[b], i)
+	}
+	found := make([]kv.Row, len(keys))
+	for _, b := range order {
+		idx := byBucket[b]
+		sub := make([]kv.Row, len(idx))
+		for j, i := range idx {
+			sub[j] = keys[i]
+		}
+		got, err := s.kv.Lookup(ctx, t, b, sub)
+		if err != nil {
+			return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
+		}
+		for j, i := range idx {
+			found[i] = got[j]
+		}
+	}
 	var rows []kv.Row
-	for i, key := range keys {
-		state, err := s.kv.KV(ctx, t, buckets[i])
-		if err != nil {
-			return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
-		}
-		found, err := state.Lookup([]kv.Row{key})
-		if err != nil {
-			return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
-		}
-		if found[0] != nil {
-			rows = append(rows, found[0])
+	for _, row := range found {
+		if row != nil {
+			rows = append(rows, row)
 		}
 	}
 	out := &stromv1.LookupResponse{}
@@ -81,7 +101,7 @@ func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1
 			return nil, rpcerr.Invalid(fmt.Sprintf("prefix: column %q is not in the bucket key %v", name, bucketKey))
 		}
 	}
-	nullable := writesvc.KeySchema(t)
+	nullable := kv.KeySchema(t)
 	for i := range nullable.Columns {
 		nullable.Columns[i].Nullable = !contains(bucketKey, nullable.Columns[i].Name)
 	}
@@ -107,11 +127,7 @@ func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1
 	for _, p := range parts {
 		p.Record.Release()
 	}
-	state, err := s.kv.KV(ctx, t, b)
-	if err != nil {
-		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
-	}
-	rows, err := state.PrefixLookup(values)
+	rows, err := s.kv.PrefixLookup(ctx, t, b, values)
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
 	}
@@ -138,12 +154,12 @@ func (s *Service) Scan(ctx context.Context, req *connect.Request[stromv1.ScanReq
 		return nil, rpcerr.Invalid("limit: must not be negative")
 	}
 	var rows []kv.Row
-	err = s.eachBucket(ctx, t, func(state *kv.Bucket) (bool, error) {
+	err = s.eachBucket(ctx, t, func(b catalog.BucketID) (bool, error) {
 		left := 0
 		if m.GetLimit() > 0 {
 			left = int(m.GetLimit()) - len(rows)
 		}
-		got, err := state.Scan(left)
+		got, err := s.kv.Scan(ctx, t, b, left)
 		rows = append(rows, got...)
 		return m.GetLimit() > 0 && len(rows) >= int(m.GetLimit()), err
 	})
@@ -167,9 +183,10 @@ func (s *Service) Count(ctx context.Context, req *connect.Request[stromv1.CountR
 		return nil, rpcerr.Connect(ctx, s.logger, "count", err)
 	}
 	var n int64
-	err = s.eachBucket(ctx, t, func(state *kv.Bucket) (bool, error) {
-		n += state.Count()
-		return false, nil
+	err = s.eachBucket(ctx, t, func(b catalog.BucketID) (bool, error) {
+		c, err := s.kv.Count(ctx, t, b)
+		n += c
+		return false, err
 	})
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "count", err)
@@ -177,19 +194,15 @@ func (s *Service) Count(ctx context.Context, req *connect.Request[stromv1.CountR
 	return connect.NewResponse(&stromv1.CountResponse{Count: n}), nil
 }
 
-// eachBucket calls fn with the KV state of every bucket of t (of every
-// partition) until fn says it is done.
-func (s *Service) eachBucket(ctx context.Context, t catalog.Table, fn func(*kv.Bucket) (bool, error)) error {
+// eachBucket calls fn with every bucket of t (of every partition) until fn
+// says it is done.
+func (s *Service) eachBucket(ctx context.Context, t catalog.Table, fn func(catalog.BucketID) (bool, error)) error {
 	ids, err := s.bucketIDs(ctx, t)
 	if err != nil {
 		return err
 	}
 	for _, b := range ids {
-		state, err := s.kv.KV(ctx, t, b)
-		if err != nil {
-			return err
-		}
-		done, err := fn(state)
+		done, err := fn(b)
 		if err != nil || done {
 			return err
 		}

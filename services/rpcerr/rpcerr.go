@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/cluster"
 	"github.com/strom-io/strom/services/batch"
 	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/objstore"
@@ -36,6 +37,7 @@ var codes = []struct {
 	{batch.ErrMalformed, connect.CodeInvalidArgument},
 	{batch.ErrTooLarge, connect.CodeResourceExhausted},
 	{writer.ErrNotLeader, connect.CodeUnavailable},
+	{cluster.ErrNoLeader, connect.CodeUnavailable},
 	{writer.ErrBackpressure, connect.CodeResourceExhausted},
 	{writer.ErrSequence, connect.CodeFailedPrecondition},
 	{writer.ErrCommitTimeout, connect.CodeUnavailable},

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/strom-io/strom/services/cache"
+	"github.com/strom-io/strom/services/cluster"
 	"github.com/strom-io/strom/services/objstore"
 	"github.com/strom-io/strom/services/retention"
 	"github.com/strom-io/strom/services/wal"
@@ -26,7 +27,9 @@ import (
 type Config struct {
 	// DataDir holds the local state: the WAL, caches and, with embedded
 	// defaults, the catalog and the objects.
-	DataDir   string           `yaml:"data_dir"`
+	DataDir string `yaml:"data_dir"`
+	// Roles this process serves: write, read, tiering, or all.
+	Roles     string           `yaml:"roles"`
 	Log       LogConfig        `yaml:"log"`
 	Server    HTTPConfig       `yaml:"server"`
 	Catalog   CatalogConfig    `yaml:"catalog"`
@@ -40,13 +43,18 @@ type Config struct {
 // FrontendConfig configures the write path and bucket leadership.
 type FrontendConfig struct {
 	// ID names this frontend in bucket leases; unique per process.
-	ID              string        `yaml:"id"`
-	LeaseTTL        time.Duration `yaml:"lease_ttl"`
-	LeaseRenew      time.Duration `yaml:"lease_renew_interval"`
-	FlushInterval   time.Duration `yaml:"flush_interval"`
-	FlushBytes      int64         `yaml:"flush_bytes"`
-	MaxPendingBytes int64         `yaml:"max_pending_bytes"`
-	CommitTimeout   time.Duration `yaml:"commit_timeout"`
+	ID         string        `yaml:"id"`
+	LeaseTTL   time.Duration `yaml:"lease_ttl"`
+	LeaseRenew time.Duration `yaml:"lease_renew_interval"`
+	// AdvertiseAddress is where other frontends reach this one's internal
+	// listener.
+	AdvertiseAddress string        `yaml:"advertise_address"`
+	BalanceInterval  time.Duration `yaml:"balance_interval"`
+	ForwardTimeout   time.Duration `yaml:"forward_timeout"`
+	FlushInterval    time.Duration `yaml:"flush_interval"`
+	FlushBytes       int64         `yaml:"flush_bytes"`
+	MaxPendingBytes  int64         `yaml:"max_pending_bytes"`
+	CommitTimeout    time.Duration `yaml:"commit_timeout"`
 	// KVMaxPendingBytes bounds each primary-key bucket's pre-write buffer.
 	KVMaxPendingBytes int64 `yaml:"kv_max_pending_bytes"`
 	// KVSnapshotInterval is how often changed primary-key buckets are
@@ -60,6 +68,9 @@ func (c *FrontendConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.StringVar(&c.ID, prefix+"id", "", "Id of this frontend in bucket leases (default <hostname>-<random>, new at every start).")
 	f.DurationVar(&c.LeaseTTL, prefix+"lease-ttl", 10*time.Second, "How long a bucket lease lasts without renewal; another frontend takes the bucket after it.")
 	f.DurationVar(&c.LeaseRenew, prefix+"lease-renew-interval", 3*time.Second, "How often held bucket leases are renewed.")
+	f.StringVar(&c.AdvertiseAddress, prefix+"advertise-address", "", "host:port at which other frontends reach this one's internal listener (default: the bound -server.internal-listen-address, with the host name when it binds every interface). In Kubernetes use the pod IP.")
+	f.DurationVar(&c.BalanceInterval, prefix+"balance-interval", time.Second, "How often a frontend heartbeats, re-reads the members and bucket leaders, takes over free buckets and hands buckets to newer members.")
+	f.DurationVar(&c.ForwardTimeout, prefix+"forward-timeout", 30*time.Second, "Deadline of a request forwarded to the bucket's leader (the client's deadline applies too).")
 	f.DurationVar(&c.FlushInterval, prefix+"flush-interval", 50*time.Millisecond, "How often new batches are flushed as one segment object.")
 	f.Int64Var(&c.FlushBytes, prefix+"flush-bytes", 8<<20, "Flush as soon as this many bytes wait, before the interval ends.")
 	f.Int64Var(&c.MaxPendingBytes, prefix+"max-pending-bytes", 256<<20, "Writes are refused with resource_exhausted while this many bytes wait for their commit.")
@@ -85,6 +96,7 @@ func (c *LogConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 // HTTPConfig configures the API listener.
 type HTTPConfig struct {
 	HTTPListenAddress       string        `yaml:"http_listen_address"`
+	InternalListenAddress   string        `yaml:"internal_listen_address"`
 	GracefulShutdownTimeout time.Duration `yaml:"graceful_shutdown_timeout"`
 	MaxRequestBytes         int           `yaml:"max_request_bytes"`
 }
@@ -109,6 +121,7 @@ type CatalogConfig struct {
 // RegisterFlags registers every setting with its default and help.
 func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.DataDir, "data-dir", "./data", "Directory for local state: WAL, caches and, with the embedded defaults, the catalog and objects.")
+	f.StringVar(&c.Roles, "roles", "all", "Roles this process serves, comma-separated: write (leads buckets: WAL, segments, KV state), read (fetch, subscribe, lookups), tiering; or all. Every role accepts every request and forwards what it does not serve.")
 	c.Log.RegisterFlags("log.", f)
 	c.Server.RegisterFlags("server.", f)
 	c.Catalog.RegisterFlags("catalog.", f)
@@ -122,7 +135,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 // RegisterFlags registers the listener settings under prefix.
 func (c *HTTPConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.StringVar(&c.HTTPListenAddress, prefix+"http-listen-address", ":9123", "Address of the API (Connect, gRPC, gRPC-Web on one h2c port), /healthz, /readyz and /metrics.")
-	f.DurationVar(&c.GracefulShutdownTimeout, prefix+"graceful-shutdown-timeout", 30*time.Second, "How long to drain in-flight requests on SIGTERM.")
+	f.StringVar(&c.InternalListenAddress, prefix+"internal-listen-address", ":9124", "Address of the internal API to which other frontends forward writes and primary-key reads (write role only).")
+	f.DurationVar(&c.GracefulShutdownTimeout, prefix+"graceful-shutdown-timeout", 30*time.Second, "How long a SIGTERM drain may take: hand the buckets over (flush, commit, release the leases), then finish in-flight requests.")
 	f.IntVar(&c.MaxRequestBytes, prefix+"max-request-bytes", 64<<20, "Largest accepted request message, in bytes.")
 }
 
@@ -145,6 +159,16 @@ func (c *Config) Validate() error {
 	if c.Server.HTTPListenAddress == "" {
 		errs = append(errs, errors.New("server.http_listen_address: must not be empty"))
 	}
+	roles, err := cluster.ParseRoles(c.Roles)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("roles: %w", err))
+	}
+	if roles.Has(cluster.RoleWrite) && c.Server.InternalListenAddress == "" {
+		errs = append(errs, errors.New("server.internal_listen_address: must not be empty with the write role"))
+	}
+	if err == nil && c.Catalog.Backend == CatalogEmbedded && len(roles) < len(cluster.AllRoles) {
+		errs = append(errs, fmt.Errorf("roles: %s: the embedded catalog serves one process, which must run every role (roles=all); split roles with catalog.backend=postgres", roles))
+	}
 	if c.Server.GracefulShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("server.graceful_shutdown_timeout: must not be negative, got %s", c.Server.GracefulShutdownTimeout))
 	}
@@ -166,6 +190,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("frontend.lease_ttl: must be at least 1s, got %s", fe.LeaseTTL))
 	case fe.LeaseRenew <= 0 || fe.LeaseRenew > fe.LeaseTTL/2:
 		errs = append(errs, fmt.Errorf("frontend.lease_renew_interval: must be positive and at most half of frontend.lease_ttl (%s), got %s", fe.LeaseTTL, fe.LeaseRenew))
+	}
+	if fe.BalanceInterval < 10*time.Millisecond || fe.BalanceInterval > fe.LeaseTTL/2 {
+		errs = append(errs, fmt.Errorf("frontend.balance_interval: must be at least 10ms and at most half of frontend.lease_ttl (%s), got %s", fe.LeaseTTL, fe.BalanceInterval))
+	}
+	if fe.ForwardTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("frontend.forward_timeout: must be at least 100ms, got %s", fe.ForwardTimeout))
 	}
 	if fe.FlushInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("frontend.flush_interval: must be at least 1ms, got %s", fe.FlushInterval))

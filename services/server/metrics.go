@@ -8,6 +8,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/lease"
 	"github.com/strom-io/strom/services/wal"
 	"github.com/strom-io/strom/services/writer"
 )
@@ -120,4 +122,50 @@ func (m *apiMetrics) interceptor() connect.UnaryInterceptorFunc {
 			return resp, err
 		}
 	}
+}
+
+// clusterMetrics count bucket leaderships, their changes and takeover
+// times, and forwarded requests.
+type clusterMetrics struct {
+	changes   *prometheus.CounterVec
+	takeover  prometheus.Histogram
+	forwarded *prometheus.CounterVec
+}
+
+func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
+	m := &clusterMetrics{
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strom_bucket_leadership_changes_total",
+			Help: "Bucket leaderships this frontend acquired, released (handoff, shutdown) or lost to fencing.",
+		}, []string{"change"}),
+		takeover: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "strom_bucket_takeover_duration_seconds",
+			Help:    "Time to take a bucket over: lease, log position, idempotent writers, KV snapshot restore and changelog replay.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strom_forwarded_requests_total",
+			Help: "Requests forwarded to the bucket's leader, by procedure and outcome (ok or a Connect code).",
+		}, []string{"procedure", "outcome"}),
+	}
+	reg.MustRegister(m.changes, m.takeover, m.forwarded)
+	return m
+}
+
+func (m *clusterMetrics) onLeaseChange(c lease.Change) { m.changes.WithLabelValues(string(c)).Inc() }
+
+func (m *clusterMetrics) onTakeover(_ catalog.BucketID, took time.Duration) {
+	m.takeover.Observe(took.Seconds())
+}
+
+func (m *clusterMetrics) onForward(procedure, outcome string) {
+	m.forwarded.WithLabelValues(procedure, outcome).Inc()
+}
+
+// leaderships exports the number of buckets this frontend leads.
+func (m *clusterMetrics) leaderships(reg prometheus.Registerer, k *lease.Keeper) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "strom_bucket_leaderships",
+		Help: "Buckets whose lease this frontend holds.",
+	}, func() float64 { return float64(k.Held()) }))
 }

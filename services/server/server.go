@@ -5,14 +5,16 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
 	"path/filepath"
+	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -21,10 +23,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/strom-io/strom/api/gen/strom/cluster/v1/clusterv1connect"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/admin"
 	"github.com/strom-io/strom/services/cache"
+	"github.com/strom-io/strom/services/cluster"
+	"github.com/strom-io/strom/services/forward"
 	"github.com/strom-io/strom/services/lease"
 	"github.com/strom-io/strom/services/notify"
 	"github.com/strom-io/strom/services/objstore"
@@ -50,12 +55,20 @@ type Server struct {
 	checker  *grpchealth.StaticChecker
 	http     *http.Server
 	listener net.Listener
+	// internal serves the ClusterService to other frontends (write role).
+	internal         *http.Server
+	internalListener net.Listener
 
-	wal       *wal.WAL
+	roles     cluster.Roles
+	id        string
+	wal       *wal.WAL // nil without the write role, like keeper and writer
 	hub       *notify.Hub
 	keeper    *lease.Keeper
 	writer    *writer.Writer
 	retention *retention.Retention
+	cluster   *cluster.Cluster
+	started   atomic.Bool // recovered and joined the cluster
+	draining  atomic.Bool
 }
 
 // services lists the fully-qualified names of the served gRPC services, for
@@ -77,15 +90,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		_ = store.Close()
 		return nil, err
 	}
-	wpm := newWritePathMetrics(reg)
-	walOpts := cfg.WAL
-	walOpts.Logger = logger.With(slog.String("component", "wal"))
-	walOpts.OnCommit = wpm.onWALCommit
-	log, err := wal.Open(walOpts)
+	roles, err := cluster.ParseRoles(cfg.Roles)
 	if err != nil {
-		_ = bucket.Close()
-		_ = store.Close()
-		return nil, fmt.Errorf("wal: %w", err)
+		return nil, err
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -94,15 +101,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		bucket:   bucket,
 		gatherer: reg,
 		checker:  grpchealth.NewStaticChecker(services...),
-		wal:      log,
 		hub:      notify.NewHub(),
+		roles:    roles,
+		id:       cfg.frontendID(),
 	}
 	fe := cfg.Frontend
 	var ranges segment.RangeReader = bucket
 	if !cfg.Cache.Disabled {
 		c, err := cache.New(cfg.Cache, bucket, logger.With(slog.String("component", "cache")))
 		if err != nil {
-			_ = log.Close()
 			_ = bucket.Close()
 			_ = store.Close()
 			return nil, fmt.Errorf("cache: %w", err)
@@ -110,14 +117,41 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		ranges = c
 	}
 	rd := reader.New(store, ranges, s.hub)
-	s.keeper = lease.NewKeeper(store, cfg.frontendID(), lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew}, logger)
-	s.writer = writer.New(writer.Config{
-		FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
-		MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,
-		OnFlush: wpm.onFlush,
-		KVDir:   filepath.Join(cfg.DataDir, "kv"), KVMaxPendingBytes: fe.KVMaxPendingBytes,
-	}, store, bucket, log, s.keeper, s.hub, rd, logger.With(slog.String("component", "writer")))
-	s.retention = retention.New(cfg.Retention, store, bucket, logger.With(slog.String("component", "retention")))
+	cm := newClusterMetrics(reg)
+	// leader and local stay nil interfaces without the write role.
+	var (
+		leader cluster.Leader
+		local  forward.Local
+	)
+	if roles.Has(cluster.RoleWrite) {
+		wpm := newWritePathMetrics(reg)
+		walOpts := cfg.WAL
+		walOpts.Logger = logger.With(slog.String("component", "wal"))
+		walOpts.OnCommit = wpm.onWALCommit
+		s.wal, err = wal.Open(walOpts)
+		if err != nil {
+			_ = bucket.Close()
+			_ = store.Close()
+			return nil, fmt.Errorf("wal: %w", err)
+		}
+		s.keeper = lease.NewKeeper(store, s.id, lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew, OnChange: cm.onLeaseChange}, logger)
+		s.writer = writer.New(writer.Config{
+			FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
+			MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,
+			OnFlush: wpm.onFlush,
+			KVDir:   filepath.Join(cfg.DataDir, "kv"), KVMaxPendingBytes: fe.KVMaxPendingBytes,
+		}, store, bucket, s.wal, s.keeper, s.hub, rd, logger.With(slog.String("component", "writer")))
+		s.retention = retention.New(cfg.Retention, store, bucket, logger.With(slog.String("component", "retention")))
+		leader, local = s.writer, s.writer
+		cm.leaderships(reg, s.keeper)
+	}
+	s.cluster = cluster.New(cluster.Config{
+		Self:     catalog.Member{ID: s.id, Roles: roles},
+		TTL:      fe.LeaseTTL,
+		Interval: fe.BalanceInterval, KeepSnapshots: fe.KVSnapshotKeep,
+		OnLead: cm.onTakeover,
+	}, store, leader, logger.With(slog.String("component", "cluster")))
+	router := forward.NewRouter(forward.Config{Timeout: fe.ForwardTimeout, OnForward: cm.onForward}, s.cluster, local, logger.With(slog.String("component", "forward")))
 	metrics := newAPIMetrics(reg)
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(metrics.interceptor()),
@@ -130,8 +164,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 
 	mux := http.NewServeMux()
 	mux.Handle(stromv1connect.NewAdminServiceHandler(admin.New(store, logger), opts...))
-	mux.Handle(stromv1connect.NewWriteServiceHandler(writesvc.New(store, s.writer, logger, int64(cfg.Server.MaxRequestBytes)), opts...))
-	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, store, rd, s.writer, logger), opts...))
+	mux.Handle(stromv1connect.NewWriteServiceHandler(writesvc.New(store, router, logger, int64(cfg.Server.MaxRequestBytes)), opts...))
+	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, store, rd, router, logger), opts...))
 	mux.Handle(grpchealth.NewHandler(s.checker))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName}, services...)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -153,6 +187,19 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	if local != nil {
+		internal := http.NewServeMux()
+		internal.Handle(clusterv1connect.NewClusterServiceHandler(
+			forward.NewHandler(store, local, logger.With(slog.String("component", "forward")), int64(cfg.Server.MaxRequestBytes)),
+			connect.WithReadMaxBytes(cfg.Server.MaxRequestBytes), connect.WithCompressMinBytes(math.MaxInt)))
+		s.internal = &http.Server{
+			Handler:           internal,
+			Protocols:         protocols,
+			ReadHeaderTimeout: 10 * time.Second,
+			MaxHeaderBytes:    1 << 20,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
 	return s, nil
 }
 
@@ -163,16 +210,44 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("server.http_listen_address %q: %w", s.cfg.Server.HTTPListenAddress, err)
 	}
 	s.listener = l
+	if s.internal == nil {
+		s.cluster.SetAddresses(l.Addr().String(), "")
+		return nil
+	}
+	il, err := net.Listen("tcp", s.cfg.Server.InternalListenAddress)
+	if err != nil {
+		_ = l.Close()
+		return fmt.Errorf("server.internal_listen_address %q: %w", s.cfg.Server.InternalListenAddress, err)
+	}
+	s.internalListener = il
+	advertise := s.cfg.Frontend.AdvertiseAddress
+	if advertise == "" {
+		advertise = advertiseAddress(il.Addr())
+	}
+	s.cluster.SetAddresses(l.Addr().String(), advertise)
 	return nil
+}
+
+// advertiseAddress is the bound address, with the host name in place of an
+// unspecified IP (every interface).
+func advertiseAddress(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
 }
 
 // Addr is the address the server listens on, after Listen.
 func (s *Server) Addr() net.Addr { return s.listener.Addr() }
 
-// Serve recovers the WAL, then answers requests until ctx is done; then it
-// drains in-flight requests for at most the configured graceful shutdown
-// timeout, commits what is pending, releases its bucket leases and closes
-// the catalog and object store.
+// Serve recovers the WAL, joins the cluster, then answers requests until
+// ctx is done. Then it drains (see drain) and closes the catalog and the
+// object store.
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.close()
 	bg, stopBG := context.WithCancel(context.Background())
@@ -181,50 +256,94 @@ func (s *Server) Serve(ctx context.Context) error {
 		stopBG()
 		wg.Wait()
 	}()
-	wg.Add(4)
-	go func() { defer wg.Done(); s.hub.Follow(bg, s.store, s.logger) }()
-	go func() { defer wg.Done(); _ = s.keeper.Run(bg) }()
-	go func() { defer wg.Done(); _ = s.retention.Run(bg) }()
-	go func() {
-		defer wg.Done()
-		_ = s.writer.RunSnapshots(bg, s.cfg.Frontend.KVSnapshotInterval, s.cfg.Frontend.KVSnapshotKeep)
-	}()
-	if err := s.writer.Recover(ctx); err != nil {
+	goBG := func(fn func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn(bg) }()
+	}
+	goBG(func(ctx context.Context) { s.hub.Follow(ctx, s.store, s.logger) })
+	if s.writer != nil {
+		goBG(func(ctx context.Context) { _ = s.keeper.Run(ctx) })
+		goBG(func(ctx context.Context) { _ = s.retention.Run(ctx) })
+		goBG(func(ctx context.Context) {
+			_ = s.writer.RunSnapshots(ctx, s.cfg.Frontend.KVSnapshotInterval, s.cfg.Frontend.KVSnapshotKeep)
+		})
+		// The writer flushes from the start: recovering a primary-key
+		// bucket commits the changes taken back from the WAL.
+		writerCtx, stopWriter := context.WithCancel(context.Background())
+		writerDone := make(chan error, 1)
+		go func() { writerDone <- s.writer.Run(writerCtx) }()
+		defer func() {
+			stopWriter()
+			if err := <-writerDone; err != nil {
+				s.logger.Error("shutdown", slog.Any("err", err))
+			}
+		}()
+		if err := s.writer.Recover(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.cluster.Start(ctx); err != nil {
 		return err
 	}
-	writerCtx, stopWriter := context.WithCancel(context.Background())
-	writerDone := make(chan error, 1)
-	go func() { writerDone <- s.writer.Run(writerCtx) }()
-	defer func() {
-		stopWriter()
-		if err := <-writerDone; err != nil {
-			s.logger.Error("shutdown", slog.Any("err", err))
-		}
-	}()
-	errc := make(chan error, 1)
+	s.started.Store(true)
+	clusterCtx, stopCluster := context.WithCancel(context.Background())
+	clusterDone := make(chan struct{})
+	go func() { defer close(clusterDone); _ = s.cluster.Run(clusterCtx) }()
+	defer func() { stopCluster(); <-clusterDone }()
+
+	errc := make(chan error, 2)
 	go func() { errc <- s.http.Serve(s.listener) }()
+	if s.internal != nil {
+		go func() { errc <- s.internal.Serve(s.internalListener) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
+	return s.drain(stopCluster, clusterDone)
+}
+
+// drain shuts down without client-visible errors: it turns not ready,
+// leaves the member list (so nobody assigns it buckets or forwards to it),
+// hands every bucket over (flush, commit, release the lease: the new
+// leaders take them at once), and only then stops accepting requests,
+// finishing the in-flight ones — until then, requests for the handed-over
+// buckets are forwarded to their new leaders. The graceful shutdown timeout
+// bounds all of it.
+func (s *Server) drain(stopCluster context.CancelFunc, clusterDone <-chan struct{}) error {
+	start := time.Now()
+	s.draining.Store(true)
 	for _, svc := range services {
 		s.checker.SetStatus(svc, grpchealth.StatusNotServing)
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.GracefulShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.GracefulShutdownTimeout)
 	defer cancel()
-	if err := s.http.Shutdown(shutdownCtx); err != nil {
+	s.cluster.Leave(ctx)
+	stopCluster()
+	<-clusterDone
+	if s.writer != nil {
+		if err := s.writer.Drain(ctx, s.cfg.Frontend.KVSnapshotKeep); err != nil {
+			s.logger.Warn("drain: some buckets were not handed over; their leases expire instead", slog.Any("err", err))
+		}
+	}
+	if err := s.http.Shutdown(ctx); err != nil {
 		return fmt.Errorf("server: graceful shutdown: %w", err)
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("server: %w", err)
+	if s.internal != nil {
+		if err := s.internal.Shutdown(ctx); err != nil {
+			return fmt.Errorf("server: graceful shutdown of the internal listener: %w", err)
+		}
 	}
+	s.logger.Info("drained", slog.Duration("took", time.Since(start)))
 	return nil
 }
 
 func (s *Server) close() {
-	if err := s.wal.Close(); err != nil {
-		s.logger.Warn("closing WAL", slog.Any("err", err))
+	if s.wal != nil {
+		if err := s.wal.Close(); err != nil {
+			s.logger.Warn("closing WAL", slog.Any("err", err))
+		}
 	}
 	if err := s.bucket.Close(); err != nil {
 		s.logger.Warn("closing object store", slog.Any("err", err))
@@ -241,6 +360,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	checks := map[string]string{"catalog": "ok", "objstore": "ok"}
 	ready := true
+	switch {
+	case s.draining.Load():
+		checks["server"], ready = "draining: shutting down", false
+	case !s.started.Load():
+		checks["server"], ready = "starting: recovering the WAL and joining the cluster", false
+	}
 	if _, err := s.store.ListDatabases(ctx); err != nil {
 		checks["catalog"], ready = err.Error(), false
 	}

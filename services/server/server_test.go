@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // returns its base URL.
 func startServer(t *testing.T, args ...string) string {
 	t.Helper()
-	args = append([]string{"-data-dir", t.TempDir(), "-server.http-listen-address", "127.0.0.1:0", "-log.level", "warn"}, args...)
+	args = append([]string{"-data-dir", t.TempDir(), "-server.http-listen-address", "127.0.0.1:0", "-server.internal-listen-address", "127.0.0.1:0", "-log.level", "warn"}, args...)
 	cfg, err := server.LoadConfig("test", args, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,10 @@ func (w *Writer) bucket(ctx context.Context, t catalog.Table, b catalog.BucketID
 		w.mu.Lock()
 		bs, ok = w.buckets[b]
 	}
+	if !ok && w.draining.Load() {
+		w.mu.Unlock()
+		return nil, fmt.Errorf("%w %s: this frontend is shutting down", ErrNotLeader, b)
+	}
 	if !ok {
 		bs = &bucketState{id: b, table: t, ready: make(chan struct{}), writers: map[string]*writerState{}}
 		w.buckets[b] = bs
@@ -263,7 +267,11 @@ func decodeIPC(data []byte) (arrow.RecordBatch, error) {
 
 // forget drops a bucket whose leadership ended: its uncommitted batches
 // fail with ErrNotLeader (their writers retry against the new leader).
-func (w *Writer) forget(bs *bucketState) {
+func (w *Writer) forget(bs *bucketState) { w.unload(bs, true) }
+
+// unload drops bs from the led buckets; lost says whether the leadership
+// was lost (rather than handed over with nothing pending).
+func (w *Writer) unload(bs *bucketState, lost bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.buckets[bs.id] != bs {
@@ -282,5 +290,7 @@ func (w *Writer) forget(bs *bucketState) {
 		// state from the log.
 		_ = bs.kv.Close()
 	}
-	w.logger.Warn("bucket dropped: leadership lost", slog.String("bucket", bs.id.String()))
+	if lost {
+		w.logger.Warn("bucket dropped: leadership lost", slog.String("bucket", bs.id.String()))
+	}
 }

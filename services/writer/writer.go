@@ -145,6 +145,7 @@ type Writer struct {
 	buckets      map[catalog.BucketID]*bucketState
 	pendingBytes int64
 	closed       bool
+	draining     atomic.Bool // Drain began: lead no new bucket
 	replay       map[catalog.BucketID][]walRecord
 	lastLSN      atomic.Uint64
 
@@ -163,6 +164,7 @@ type bucketState struct {
 	manifest       *kvsnap.Manifest // the newest KV snapshot taken or restored
 	snapshotOffset int64            // the log offset that snapshot covers
 	ready          chan struct{}    // closed when loaded
+	handoff        atomic.Bool      // being handed over: accept no new batch
 	err            error            // load error, set before ready is closed
 }
 
@@ -252,6 +254,10 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 			w.mu.Unlock()
 			w.forget(bs)
 			return nil, fmt.Errorf("%w %s", ErrNotLeader, bs.id)
+		}
+		if bs.handoff.Load() {
+			w.mu.Unlock()
+			return nil, fmt.Errorf("%w %s: being handed over", ErrNotLeader, bs.id)
 		}
 		if req.WriterID == "" {
 			continue
@@ -417,6 +423,11 @@ func (w *Writer) KV(ctx context.Context, t catalog.Table, b catalog.BucketID) (*
 	}
 	if bs.kv == nil {
 		return nil, fmt.Errorf("writer: table %s.%s has no primary key", t.Database, t.Name)
+	}
+	if bs.lead.Expired() {
+		// Paused past the lease (or cut off from the catalog): another
+		// frontend may lead the bucket by now; do not serve stale rows.
+		return nil, fmt.Errorf("%w %s: the lease could not be renewed in time", ErrNotLeader, b)
 	}
 	return bs.kv, nil
 }

@@ -14,10 +14,12 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	clusterv1 "github.com/strom-io/strom/api/gen/strom/cluster/v1"
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/forward"
 	"github.com/strom-io/strom/services/rpcerr"
 	"github.com/strom-io/strom/services/writer"
 )
@@ -27,11 +29,17 @@ type Tables interface {
 	GetTable(ctx context.Context, database, name string) (catalog.Table, error)
 }
 
+// Writes writes the parts of a request where their buckets are led
+// (forward.Router).
+type Writes interface {
+	Write(ctx context.Context, w forward.Write) ([]writer.Result, error)
+}
+
 // Service implements WriteService.
 type Service struct {
 	stromv1connect.UnimplementedWriteServiceHandler
 	tables   Tables
-	writer   *writer.Writer
+	writes   Writes
 	router   writer.Router
 	logger   *slog.Logger
 	mem      memory.Allocator
@@ -42,8 +50,8 @@ var _ stromv1connect.WriteServiceHandler = (*Service)(nil)
 
 // New returns a WriteService. maxBytes bounds a request's decoded Arrow
 // data.
-func New(tables Tables, w *writer.Writer, logger *slog.Logger, maxBytes int64) *Service {
-	return &Service{tables: tables, writer: w, logger: logger, mem: memory.DefaultAllocator, maxBytes: maxBytes}
+func New(tables Tables, w Writes, logger *slog.Logger, maxBytes int64) *Service {
+	return &Service{tables: tables, writes: w, logger: logger, mem: memory.DefaultAllocator, maxBytes: maxBytes}
 }
 
 // Append implements WriteService.
@@ -73,9 +81,12 @@ func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.Appen
 			p.Record.Release()
 		}
 	}()
-	results, err := s.writer.Append(ctx, writer.Request{
-		Table: t, Parts: parts, Durability: durability(m.GetDurability()),
-		WriterID: m.GetWriterId(), Sequence: m.GetSequence(),
+	results, err := s.writes.Write(ctx, forward.Write{
+		Request: writer.Request{
+			Table: t, Parts: parts, Durability: durability(m.GetDurability()),
+			WriterID: m.GetWriterId(), Sequence: m.GetSequence(),
+		},
+		Kind: clusterv1.WriteKind_WRITE_KIND_APPEND,
 	})
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "append", err)

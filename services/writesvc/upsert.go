@@ -7,8 +7,10 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	clusterv1 "github.com/strom-io/strom/api/gen/strom/cluster/v1"
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/forward"
 	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/rpcerr"
 	"github.com/strom-io/strom/services/writer"
@@ -28,11 +30,8 @@ func (s *Service) Upsert(ctx context.Context, req *connect.Request[stromv1.Upser
 	}
 	// A partial update leaves the other columns as they are, so it need
 	// not send them, NOT NULL or not.
-	schema := t.Schema
-	if targets != nil {
-		schema = relaxed(t.Schema, func(i int) bool { return !containsInt(targets, i) })
-	}
-	offsets, err := s.writeOps(ctx, t, schema, m.GetRows(), m.GetArrowIpc(), kv.OpUpsert, targets, m.GetDurability(), m.GetWriterId(), m.GetSequence())
+	schema := kv.UpsertSchema(t.Schema, targets)
+	offsets, err := s.writeOps(ctx, t, schema, m.GetRows(), m.GetArrowIpc(), kv.OpUpsert, targets, m.GetTargetColumns(), m.GetDurability(), m.GetWriterId(), m.GetSequence())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "upsert", err)
 	}
@@ -47,8 +46,7 @@ func (s *Service) Delete(ctx context.Context, req *connect.Request[stromv1.Delet
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "delete", err)
 	}
-	schema := KeySchema(t)
-	offsets, err := s.writeOps(ctx, t, schema, m.GetKeys(), nil, kv.OpDelete, nil, m.GetDurability(), m.GetWriterId(), m.GetSequence())
+	offsets, err := s.writeOps(ctx, t, kv.KeySchema(t), m.GetKeys(), nil, kv.OpDelete, nil, nil, m.GetDurability(), m.GetWriterId(), m.GetSequence())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "delete", err)
 	}
@@ -66,42 +64,10 @@ func (s *Service) primaryKeyTable(ctx context.Context, db, name, op string) (cat
 	return t, nil
 }
 
-// KeySchema is the table's schema with every non-key column nullable: the
-// shape of a row that holds only a key.
-func KeySchema(t catalog.Table) catalog.Schema {
-	key := map[string]bool{}
-	for _, k := range t.Schema.PrimaryKey {
-		key[k] = true
-	}
-	return relaxed(t.Schema, func(i int) bool { return !key[t.Schema.Columns[i].Name] })
-}
-
-// relaxed returns s with the columns for which nullable says so made
-// nullable.
-func relaxed(s catalog.Schema, nullable func(int) bool) catalog.Schema {
-	cols := make([]catalog.Column, len(s.Columns))
-	copy(cols, s.Columns)
-	for i := range cols {
-		if nullable(i) {
-			cols[i].Nullable = true
-		}
-	}
-	return catalog.Schema{Columns: cols, PrimaryKey: s.PrimaryKey}
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // writeOps decodes rows against schema, routes them by key and writes them
 // as ops of kind to the table's buckets.
 func (s *Service) writeOps(ctx context.Context, t catalog.Table, schema catalog.Schema, rows []*structpb.Struct, ipcData []byte,
-	kind kv.OpKind, targets []int, d stromv1.Durability, writerID string, seq int64) ([]*stromv1.BucketOffsets, error) {
+	kind kv.OpKind, targets []int, targetNames []string, d stromv1.Durability, writerID string, seq int64) ([]*stromv1.BucketOffsets, error) {
 	if _, ok := stromv1.Durability_name[int32(d)]; !ok {
 		return nil, rpcerr.Invalid(fmt.Sprintf("durability: unknown value %d: want DURABILITY_DURABLE or DURABILITY_WAL", d))
 	}
@@ -126,7 +92,14 @@ func (s *Service) writeOps(ctx context.Context, t catalog.Table, schema catalog.
 			return nil, err
 		}
 	}
-	results, err := s.writer.Append(ctx, writer.Request{Table: t, Parts: parts, Durability: durability(d), WriterID: writerID, Sequence: seq})
+	wk := clusterv1.WriteKind_WRITE_KIND_UPSERT
+	if kind == kv.OpDelete {
+		wk = clusterv1.WriteKind_WRITE_KIND_DELETE
+	}
+	results, err := s.writes.Write(ctx, forward.Write{
+		Request: writer.Request{Table: t, Parts: parts, Durability: durability(d), WriterID: writerID, Sequence: seq},
+		Kind:    wk, TargetColumns: targetNames,
+	})
 	if err != nil {
 		return nil, err
 	}
