@@ -136,4 +136,3 @@ func TestParseRoles(t *testing.T) {
 		}
 	}
 }
-

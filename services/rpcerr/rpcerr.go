@@ -12,8 +12,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/strom-io/strom/catalog"
-	"github.com/strom-io/strom/services/cluster"
 	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/cluster"
 	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/objstore"
 	"github.com/strom-io/strom/services/reader"
