@@ -165,10 +165,10 @@ func (k *Keeper) renewAll(ctx context.Context) {
 			l.deadline.Store(sent.Add(k.cfg.TTL).UnixNano())
 		case errors.Is(err, catalog.ErrFenced):
 			k.logger.Warn("bucket leadership lost: fenced", slog.String("bucket", l.Lease.Bucket.String()), slog.Int64("epoch", l.Lease.Epoch))
-			k.drop(l)
 			if k.cfg.OnChange != nil {
 				k.cfg.OnChange(ChangeFenced)
 			}
+			k.drop(l)
 		case ctx.Err() != nil:
 			return
 		default:
@@ -201,10 +201,10 @@ func (k *Keeper) Release(ctx context.Context, l *Leadership) {
 	if err := k.store.ReleaseLease(ctx, lease); err != nil && !errors.Is(err, catalog.ErrFenced) {
 		k.logger.Warn("lease release failed; it expires instead", slog.String("bucket", l.Lease.Bucket.String()), slog.Any("err", err))
 	}
-	k.drop(l)
 	if k.cfg.OnChange != nil {
 		k.cfg.OnChange(ChangeReleased)
 	}
+	k.drop(l)
 }
 
 // Held is the number of leaderships this keeper holds.
@@ -215,12 +215,12 @@ func (k *Keeper) Held() int {
 }
 
 func (k *Keeper) drop(l *Leadership) {
-	l.fence()
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if k.held[l.Lease.Bucket] == l {
 		delete(k.held, l.Lease.Bucket)
 	}
+	k.mu.Unlock()
+	l.fence()
 }
 
 func (k *Keeper) releaseAll() {
