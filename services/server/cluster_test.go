@@ -2,10 +2,14 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +25,7 @@ import (
 // node is one in-process frontend of a cluster test.
 type node struct {
 	id    string
+	dir   string
 	base  string
 	stop  func() // drains, like SIGTERM, and waits
 	admin stromv1connect.AdminServiceClient
@@ -28,13 +33,14 @@ type node struct {
 	read  stromv1connect.ReadServiceClient
 }
 
-func startNode(t *testing.T, id string, shared []string) *node {
+func startNode(t *testing.T, id string, shared []string, extra ...string) *node {
 	t.Helper()
+	dir := t.TempDir()
 	args := append([]string{
-		"-data-dir", t.TempDir(), "-server.http-listen-address", "127.0.0.1:0", "-server.internal-listen-address", "127.0.0.1:0",
+		"-data-dir", dir, "-server.http-listen-address", "127.0.0.1:0", "-server.internal-listen-address", "127.0.0.1:0",
 		"-frontend.id", id, "-frontend.lease-ttl", "2s", "-frontend.lease-renew-interval", "500ms",
 		"-frontend.balance-interval", "100ms", "-frontend.flush-interval", "10ms",
-	}, shared...)
+	}, append(shared, extra...)...)
 	cfg, err := server.LoadConfig("test", args, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,7 @@ func startNode(t *testing.T, id string, shared []string) *node {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	stopped := false
-	n := &node{id: id, base: "http://" + srv.Addr().String()}
+	n := &node{id: id, base: "http://" + srv.Addr().String(), dir: dir}
 	n.stop = func() {
 		if stopped {
 			return
@@ -129,6 +135,10 @@ func TestClusterForwardsAndRebalances(t *testing.T) {
 	even := map[string]int{"f1": 2, "f2": 2, "f3": 2}
 	waitLeaders(t, n1, "log", even)
 	waitLeaders(t, n1, "pk", even)
+	// A read-only frontend leads nothing and keeps no WAL, but accepts
+	// every request and forwards what needs a leader.
+	reader := startNode(t, "r1", shared, "-roles", "read")
+	nodes = append(nodes, reader)
 
 	// Writes through every frontend; each request spans every bucket, so
 	// most of its parts are forwarded.
@@ -176,7 +186,7 @@ func TestClusterForwardsAndRebalances(t *testing.T) {
 		st, _ := structpb.NewStruct(map[string]any{"id": i})
 		keys = append(keys, st)
 	}
-	for _, n := range []*node{nodes[0], nodes[2]} {
+	for _, n := range []*node{nodes[0], nodes[2], reader} {
 		resp, err := n.read.Lookup(ctx, connect.NewRequest(&stromv1.LookupRequest{Database: "c", Table: "pk", Keys: keys}))
 		if err != nil {
 			t.Fatalf("lookup via %s: %v", n.id, err)
@@ -198,6 +208,30 @@ func TestClusterForwardsAndRebalances(t *testing.T) {
 		if err != nil || len(scan.Msg.GetRows()) != perRequest {
 			t.Fatalf("scan via %s: %v rows, %v", n.id, len(scan.Msg.GetRows()), err)
 		}
+	}
+
+	if got := leaders(t, n1, "log"); got["r1"] != 0 {
+		t.Fatalf("the read-only frontend leads buckets: %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(reader.dir, "wal")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the read-only frontend has a WAL directory (stat: %v)", err)
+	}
+	status, err := n1.admin.GetClusterStatus(ctx, connect.NewRequest(&stromv1.GetClusterStatusRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range status.Msg.GetMembers() {
+		ids = append(ids, m.GetId()+":"+strings.Join(m.GetRoles(), ","))
+		if m.GetId() == "r1" && m.GetInternalAddress() != "" {
+			t.Fatalf("read-only member advertises an internal address: %v", m)
+		}
+	}
+	if got := strings.Join(ids, " "); got != "f1:write,read,tiering f2:write,read,tiering f3:write,read,tiering r1:read" {
+		t.Fatalf("members = %s", got)
+	}
+	if !strings.Contains(metricsText(t, reader.base), `strom_forwarded_requests_total{outcome="ok",procedure="Write"}`) {
+		t.Fatalf("the read-only frontend counted no forwarded write")
 	}
 
 	// Drain f1 while f2 writes: its buckets move to f2 and f3 at once (no
@@ -259,4 +293,18 @@ func countLog(t *testing.T, n *node, buckets int32) int {
 		}
 	}
 	return total
+}
+
+func metricsText(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
