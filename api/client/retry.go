@@ -60,8 +60,11 @@ func (p RetryPolicy) backoff(n int) time.Duration {
 }
 
 // IsRetryable reports whether err is worth retrying unchanged: the Connect
-// codes unavailable, resource_exhausted, deadline_exceeded and aborted. A
-// cancelled or expired caller context is never retryable.
+// codes unavailable, resource_exhausted, deadline_exceeded and aborted, and
+// transport failures that are not a server's answer (a connection reset or
+// broken because the frontend died or a load balancer dropped it, which
+// connect reports as canceled or unknown). A cancelled caller context is
+// never retryable; retry loops check the caller's context first.
 func IsRetryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
@@ -69,6 +72,9 @@ func IsRetryable(err error) bool {
 	switch connect.CodeOf(err) {
 	case connect.CodeUnavailable, connect.CodeResourceExhausted, connect.CodeDeadlineExceeded, connect.CodeAborted:
 		return true
+	case connect.CodeCanceled, connect.CodeUnknown:
+		var ce *connect.Error
+		return errors.As(err, &ce) && !connect.IsWireError(ce)
 	}
 	return false
 }

@@ -45,6 +45,10 @@ type Notification struct {
 	NextOffset int64  `json:"next_offset"`
 }
 
+// IdleInTransactionTimeout is the idle_in_transaction_session_timeout of
+// the store's sessions unless the connection string sets one.
+const IdleInTransactionTimeout = "5s"
+
 // VersionTable is the table in which tern records the applied schema
 // version.
 const VersionTable = "strom_schema_version"
@@ -78,6 +82,12 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("catalog/postgres: parse dsn: %w", err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		// A frontend paused (or cut off) inside a transaction must not keep
+		// its row locks — the bucket rows other frontends take over — past
+		// a lease's lifetime. Every transaction here is a few statements.
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = IdleInTransactionTimeout
 	}
 	for _, o := range opts {
 		o(cfg)

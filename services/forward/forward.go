@@ -264,12 +264,12 @@ func (r *Router) writeRemote(ctx context.Context, addr string, w Write, parts []
 		}
 		req.Parts = append(req.Parts, &clusterv1.WritePart{Bucket: bucketToProto(p.Bucket), ArrowIpc: data})
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	resp, err := r.client(addr).Write(ctx, connect.NewRequest(req))
+	resp, err := r.client(addr).Write(cctx, connect.NewRequest(req))
 	r.count("Write", err)
 	if err != nil {
-		return fmt.Errorf("forward write to %s: %w", addr, err)
+		return remoteError(ctx, "forward write", addr, err)
 	}
 	got := resp.Msg.GetResults()
 	if len(got) != len(parts) {
@@ -283,6 +283,22 @@ func (r *Router) writeRemote(ctx context.Context, addr string, w Write, parts []
 		}
 	}
 	return nil
+}
+
+// remoteError describes a failed call to the leader at addr. Unless the
+// caller's own ctx ended, a failure that is not the leader's answer (the
+// connection was refused, reset or broken: it died or shut down) and the
+// leader's own cancellation are unavailable, which clients retry; the
+// leader's other answers keep their code.
+func remoteError(ctx context.Context, op, addr string, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) && connect.IsWireError(ce) && ce.Code() != connect.CodeCanceled {
+		return fmt.Errorf("%s to %s: %w", op, addr, err)
+	}
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%s: the leader at %s did not answer: %w", op, addr, err))
 }
 
 func (r *Router) count(procedure string, err error) {

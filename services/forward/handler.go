@@ -14,6 +14,7 @@ import (
 	"github.com/strom-io/strom/api/gen/strom/cluster/v1/clusterv1connect"
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/cluster"
 	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/rpcerr"
 	"github.com/strom-io/strom/services/writer"
@@ -31,6 +32,7 @@ type Handler struct {
 	clusterv1connect.UnimplementedClusterServiceHandler
 	tables   Tables
 	local    Local
+	loc      Locator
 	logger   *slog.Logger
 	mem      memory.Allocator
 	maxBytes int64
@@ -40,8 +42,31 @@ var _ clusterv1connect.ClusterServiceHandler = (*Handler)(nil)
 
 // NewHandler returns the ClusterService of a write frontend. maxBytes
 // bounds a forwarded request's decoded Arrow data.
-func NewHandler(tables Tables, local Local, logger *slog.Logger, maxBytes int64) *Handler {
-	return &Handler{tables: tables, local: local, logger: logger, mem: memory.DefaultAllocator, maxBytes: maxBytes}
+func NewHandler(tables Tables, local Local, loc Locator, logger *slog.Logger, maxBytes int64) *Handler {
+	return &Handler{tables: tables, local: local, loc: loc, logger: logger, mem: memory.DefaultAllocator, maxBytes: maxBytes}
+}
+
+// mayServe reports whether this frontend leads b or is the member that
+// should lead it now, re-reading the cluster once if its view says
+// otherwise. A sender with a stale view would otherwise make whichever
+// frontend it picked acquire the bucket, only for the balancer to hand it
+// over again (for a primary-key bucket: a snapshot and a catch-up each
+// time); refusing makes the sender re-read the leaders instead.
+func (h *Handler) mayServe(ctx context.Context, b catalog.BucketID) error {
+	t, err := h.loc.Locate(b)
+	if err == nil && t.Local {
+		return nil
+	}
+	if rerr := h.loc.Refresh(ctx); rerr != nil {
+		return rerr
+	}
+	if t, err = h.loc.Locate(b); err == nil && t.Local {
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("%w %s: led by or assigned to %s", writer.ErrNotLeader, b, t.Member)
+	}
+	return err
 }
 
 // Write implements ClusterService.
@@ -94,6 +119,10 @@ func (h *Handler) Write(ctx context.Context, req *connect.Request[clusterv1.Writ
 			return nil, h.error(ctx, "forwarded write", err)
 		}
 		part := writer.Part{Bucket: bucketFromProto(t.ID, p.GetBucket()), Record: rec}
+		if err := h.mayServe(ctx, part.Bucket); err != nil {
+			rec.Release()
+			return nil, h.error(ctx, "forwarded write", err)
+		}
 		parts = append(parts, part)
 		if t.IsPrimaryKey() {
 			if parts[len(parts)-1].Ops, err = kv.OpsFromRecord(t.Schema, rec, kind, targets); err != nil {
@@ -211,14 +240,18 @@ func (h *Handler) state(ctx context.Context, tableID int64, b *clusterv1.Bucket)
 	if !t.IsPrimaryKey() {
 		return t, nil, rpcerr.Invalid(fmt.Sprintf("table %s.%s has no primary key", t.Database, t.Name))
 	}
-	state, err := h.local.KV(ctx, t, bucketFromProto(t.ID, b))
+	id := bucketFromProto(t.ID, b)
+	if err := h.mayServe(ctx, id); err != nil {
+		return t, nil, err
+	}
+	state, err := h.local.KV(ctx, t, id)
 	return t, state, err
 }
 
 // error converts err for the sender; "not the leader" answers are marked
 // as having written nothing, so the sender re-routes at once.
 func (h *Handler) error(ctx context.Context, op string, err error) error {
-	if errors.Is(err, writer.ErrNotLeader) {
+	if errors.Is(err, writer.ErrNotLeader) || errors.Is(err, cluster.ErrNoLeader) {
 		// Expected while leaderships move; the sender re-routes.
 		ce := connect.NewError(connect.CodeUnavailable, err)
 		ce.Meta().Set(notWrittenHeader, "1")

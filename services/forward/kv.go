@@ -145,7 +145,7 @@ func (r *Router) read(ctx context.Context, t catalog.Table, b catalog.BucketID, 
 			err = remote(cctx, r.client(target.addr))
 			cancel()
 			if err != nil {
-				err = fmt.Errorf("forward read to %s: %w", target.addr, err)
+				err = remoteError(ctx, "forward read", target.addr, err)
 			}
 		}
 		if err == nil || !retryableRead(err) || ctx.Err() != nil {

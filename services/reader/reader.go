@@ -200,33 +200,79 @@ func (r *Reader) Fetch(ctx context.Context, req FetchRequest) (FetchResult, erro
 	}
 }
 
+// readAhead is how many segment sections a fetch reads concurrently: a
+// bucket's log is many small objects (one per flush), and reading them one
+// GET after another would bound catch-up reads and changelog replays by the
+// object store's latency.
+const readAhead = 8
+
+// sectionRead is one segment section being read.
+type sectionRead struct {
+	batches []segment.ReadBatch
+	st      segment.ReadStats
+	err     error
+	done    chan struct{}
+}
+
 func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schema, hw int64) (FetchResult, error) {
 	ranges, err := r.store.ListSegments(ctx, req.Bucket, req.Offset, segmentsPerFetch)
 	if err != nil {
 		return FetchResult{}, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	reads := make([]*sectionRead, len(ranges))
+	start := func(i int) {
+		rg := ranges[i]
+		sr := &sectionRead{done: make(chan struct{})}
+		reads[i] = sr
+		go func() {
+			defer close(sr.done)
+			sr.batches, sr.st, sr.err = segment.ReadSection(ctx, r.objects, rg.ObjectKey, rg.ByteOffset, rg.ByteLength, segment.ReadOptions{
+				Schema: schema, Columns: req.Columns, FromOffset: max(req.Offset, rg.BaseOffset), MaxBytes: req.MaxBytes, Allocator: r.mem,
+			})
+		}()
+	}
+	consumed := 0
+	defer func() {
+		// Stop and release the reads started ahead and not used.
+		cancel()
+		for _, sr := range reads[consumed:] {
+			if sr == nil {
+				break
+			}
+			<-sr.done
+			for _, b := range sr.batches {
+				b.Record.Release()
+			}
+		}
+	}()
+	for i := range min(readAhead, len(ranges)) {
+		start(i)
+	}
 	res := FetchResult{NextOffset: req.Offset, HighWatermark: hw}
-	remaining := req.MaxBytes
-	for _, rg := range ranges {
+	for i, rg := range ranges {
 		if rg.BaseOffset > res.NextOffset {
 			break // retention raced with us; return what is contiguous
 		}
-		batches, st, err := segment.ReadSection(ctx, r.objects, rg.ObjectKey, rg.ByteOffset, rg.ByteLength, segment.ReadOptions{
-			Schema: schema, Columns: req.Columns, FromOffset: res.NextOffset, MaxBytes: remaining, Allocator: r.mem,
-		})
-		res.Stats.Gets += st.Gets
-		res.Stats.BytesFetched += st.BytesFetched
-		res.Stats.ChunkBytes += st.ChunkBytes
-		res.Stats.Chunks += st.Chunks
-		if objstore.IsNotExist(err) {
+		sr := reads[i]
+		<-sr.done
+		consumed = i + 1
+		if next := i + readAhead; next < len(ranges) {
+			start(next)
+		}
+		res.Stats.Gets += sr.st.Gets
+		res.Stats.BytesFetched += sr.st.BytesFetched
+		res.Stats.ChunkBytes += sr.st.ChunkBytes
+		res.Stats.Chunks += sr.st.Chunks
+		if objstore.IsNotExist(sr.err) {
 			res.Release()
 			return FetchResult{}, fmt.Errorf("%w: offset %d of bucket %s was deleted by retention; read from the earliest offset", ErrOffsetOutOfRange, res.NextOffset, req.Bucket)
 		}
-		if err != nil {
+		if sr.err != nil {
 			res.Release()
-			return FetchResult{}, fmt.Errorf("reader: segment %s: %w", rg.ObjectKey, err)
+			return FetchResult{}, fmt.Errorf("reader: segment %s: %w", rg.ObjectKey, sr.err)
 		}
-		for _, b := range batches {
+		for _, b := range sr.batches {
 			end := b.BaseOffset + b.Record.NumRows()
 			if end <= res.NextOffset {
 				b.Record.Release()
@@ -242,11 +288,8 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			res.Batches = append(res.Batches, b)
 			res.NextOffset = end
 		}
-		if req.MaxBytes > 0 {
-			remaining = req.MaxBytes - res.Stats.ChunkBytes
-			if remaining <= 0 {
-				break
-			}
+		if req.MaxBytes > 0 && res.Stats.ChunkBytes >= req.MaxBytes {
+			break
 		}
 	}
 	return res, nil

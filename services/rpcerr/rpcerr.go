@@ -82,6 +82,11 @@ func Connect(ctx context.Context, logger *slog.Logger, op string, err error) err
 		return ce
 	}
 	code := Code(err)
+	if code == connect.CodeCanceled && ctx.Err() == nil {
+		// Not the client's cancellation: the server's own (a shutdown, a
+		// leadership that ended). The client may retry elsewhere.
+		code = connect.CodeUnavailable
+	}
 	switch code {
 	case connect.CodeInternal:
 		logger.ErrorContext(ctx, "request failed", slog.String("op", op), slog.Any("err", err))

@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	if local != nil {
 		internal := http.NewServeMux()
 		internal.Handle(clusterv1connect.NewClusterServiceHandler(
-			forward.NewHandler(store, local, logger.With(slog.String("component", "forward")), int64(cfg.Server.MaxRequestBytes)),
+			forward.NewHandler(store, local, s.cluster, logger.With(slog.String("component", "forward")), int64(cfg.Server.MaxRequestBytes)),
 			connect.WithReadMaxBytes(cfg.Server.MaxRequestBytes), connect.WithCompressMinBytes(math.MaxInt)))
 		s.internal = &http.Server{
 			Handler:           internal,

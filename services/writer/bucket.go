@@ -40,13 +40,20 @@ func (w *Writer) bucket(ctx context.Context, t catalog.Table, b catalog.BucketID
 		bs = &bucketState{id: b, table: t, ready: make(chan struct{}), writers: map[string]*writerState{}}
 		w.buckets[b] = bs
 		w.mu.Unlock()
-		bs.err = w.load(ctx, bs)
-		if bs.err != nil {
-			w.mu.Lock()
-			delete(w.buckets, b)
-			w.mu.Unlock()
-		}
-		close(bs.ready)
+		// The load serves every request that waits for the bucket, so the
+		// first one's cancellation must not fail it: it runs on its own,
+		// bounded by loadTimeout.
+		loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		go func() {
+			defer cancel()
+			bs.err = w.load(loadCtx, bs)
+			if bs.err != nil {
+				w.mu.Lock()
+				delete(w.buckets, b)
+				w.mu.Unlock()
+			}
+			close(bs.ready)
+		}()
 	} else {
 		w.mu.Unlock()
 	}
@@ -60,6 +67,11 @@ func (w *Writer) bucket(ctx context.Context, t catalog.Table, b catalog.BucketID
 	}
 	return bs, nil
 }
+
+// loadTimeout bounds taking a bucket over: the lease, the catalog reads, and
+// for a primary-key bucket restoring its KV snapshot and replaying the
+// changelog after it.
+const loadTimeout = 10 * time.Minute
 
 func (w *Writer) load(ctx context.Context, bs *bucketState) error {
 	states, err := w.store.ListBuckets(ctx, bs.id.TableID)
