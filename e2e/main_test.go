@@ -60,7 +60,7 @@ var readyLine = regexp.MustCompile(`Strom is ready: curl -s http://(\S+)/readyz`
 // prints its address and /readyz answers 200.
 func startServer(t testing.TB, dir string, args ...string) *process {
 	t.Helper()
-	args = append([]string{"server", "-server.http-listen-address", "127.0.0.1:0"}, args...)
+	args = append([]string{"server", "-server.http-listen-address", "127.0.0.1:0", "-server.internal-listen-address", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(stromBin, args...)
 	cmd.Dir = dir
 	stderr, err := cmd.StderrPipe()
