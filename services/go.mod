@@ -10,6 +10,7 @@ require (
 	github.com/strom-io/strom/api v0.0.0
 	github.com/strom-io/strom/catalog v0.0.0
 	github.com/strom-io/strom/testenv v0.0.0
+	github.com/strom-io/strom/tiering v0.0.0
 )
 
 require (
@@ -104,4 +105,5 @@ replace (
 	github.com/strom-io/strom/api => ../api
 	github.com/strom-io/strom/catalog => ../catalog
 	github.com/strom-io/strom/testenv => ../testenv
+	github.com/strom-io/strom/tiering => ../tiering
 )

@@ -50,7 +50,7 @@ Run a server with 'strom server'; the other commands talk to one.`,
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "Server address (env STROM_ADDR).")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "Output format: text or json.")
-	root.AddCommand(newServerCommand(), newStatusCommand(g), newDatabaseCommand(g), newTableCommand(g), newProduceCommand(g), newConsumeCommand(g),
+	root.AddCommand(newServerCommand(), newStatusCommand(g), newLakeCommand(g), newDatabaseCommand(g), newTableCommand(g), newProduceCommand(g), newConsumeCommand(g),
 		newUpsertCommand(g), newDeleteCommand(g), newLookupCommand(g), newScanCommand(g), newCountCommand(g))
 	return root
 }

@@ -100,6 +100,15 @@ func OutputSchema(t catalog.Table) *arrow.Schema {
 // end is the offset after rec. It implements writer.Changelog, which
 // rebuilds a primary-key bucket's KV state from its changelog.
 func (r *Reader) Read(ctx context.Context, t catalog.Table, b catalog.BucketID, from, to int64, fn func(rec arrow.RecordBatch, end int64) error) error {
+	return r.ReadBatches(ctx, t, b, from, to, func(rec arrow.RecordBatch, base int64, _ time.Time) error {
+		return fn(rec, base+rec.NumRows())
+	})
+}
+
+// ReadBatches calls fn with the committed records of b in [from, to), in
+// order, each with the offset of its first row and its commit timestamp.
+// It implements tiering.Source.
+func (r *Reader) ReadBatches(ctx context.Context, t catalog.Table, b catalog.BucketID, from, to int64, fn func(rec arrow.RecordBatch, base int64, ts time.Time) error) error {
 	for from < to {
 		res, err := r.Fetch(ctx, FetchRequest{Table: t, Bucket: b, Offset: from, MaxBytes: 8 << 20})
 		if err != nil {
@@ -118,7 +127,7 @@ func (r *Reader) Read(ctx context.Context, t catalog.Table, b catalog.BucketID, 
 			} else {
 				rec.Retain()
 			}
-			err := fn(rec, end)
+			err := fn(rec, rb.BaseOffset, rb.Timestamp)
 			rec.Release()
 			if err != nil {
 				res.Release()

@@ -1235,6 +1235,280 @@ func (x *BucketLeadership) GetLive() bool {
 	return false
 }
 
+// GetLakeStatusRequest names the tables to report.
+type GetLakeStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Database; empty for every database.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Table within database; empty for every lake-enabled table.
+	Table         string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLakeStatusRequest) Reset() {
+	*x = GetLakeStatusRequest{}
+	mi := &file_strom_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLakeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLakeStatusRequest) ProtoMessage() {}
+
+func (x *GetLakeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLakeStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetLakeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_strom_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetLakeStatusRequest) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *GetLakeStatusRequest) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+// GetLakeStatusResponse holds one entry per lake-enabled table.
+type GetLakeStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tables, ordered by database and name.
+	Tables        []*LakeTableStatus `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLakeStatusResponse) Reset() {
+	*x = GetLakeStatusResponse{}
+	mi := &file_strom_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLakeStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLakeStatusResponse) ProtoMessage() {}
+
+func (x *GetLakeStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLakeStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetLakeStatusResponse) Descriptor() ([]byte, []int) {
+	return file_strom_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetLakeStatusResponse) GetTables() []*LakeTableStatus {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+// LakeTableStatus is one table's tiering progress.
+type LakeTableStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Database of the table.
+	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// Table name.
+	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	// Target freshness (table.datalake.freshness), in milliseconds.
+	FreshnessMs int64 `protobuf:"varint,3,opt,name=freshness_ms,json=freshnessMs,proto3" json:"freshness_ms,omitempty"`
+	// Per bucket, ordered by partition and bucket.
+	Buckets []*LakeBucketStatus `protobuf:"bytes,4,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	// Records committed to the stream and not yet in the lake, all buckets.
+	LagRecords int64 `protobuf:"varint,5,opt,name=lag_records,json=lagRecords,proto3" json:"lag_records,omitempty"`
+	// Newest lake snapshot id recorded for any bucket; 0 before the first.
+	SnapshotId    int64 `protobuf:"varint,6,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LakeTableStatus) Reset() {
+	*x = LakeTableStatus{}
+	mi := &file_strom_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LakeTableStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LakeTableStatus) ProtoMessage() {}
+
+func (x *LakeTableStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LakeTableStatus.ProtoReflect.Descriptor instead.
+func (*LakeTableStatus) Descriptor() ([]byte, []int) {
+	return file_strom_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LakeTableStatus) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *LakeTableStatus) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *LakeTableStatus) GetFreshnessMs() int64 {
+	if x != nil {
+		return x.FreshnessMs
+	}
+	return 0
+}
+
+func (x *LakeTableStatus) GetBuckets() []*LakeBucketStatus {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+func (x *LakeTableStatus) GetLagRecords() int64 {
+	if x != nil {
+		return x.LagRecords
+	}
+	return 0
+}
+
+func (x *LakeTableStatus) GetSnapshotId() int64 {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return 0
+}
+
+// LakeBucketStatus is one bucket's tiering progress.
+type LakeBucketStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Partition value, empty for an unpartitioned table.
+	Partition string `protobuf:"bytes,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Bucket number.
+	Bucket int32 `protobuf:"varint,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// Records before this offset are in the lake.
+	TieredOffset int64 `protobuf:"varint,3,opt,name=tiered_offset,json=tieredOffset,proto3" json:"tiered_offset,omitempty"`
+	// Offset the next committed record will get.
+	NextOffset int64 `protobuf:"varint,4,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	// When the tiered offset last moved; unset before the first tiering.
+	TieredTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=tiered_time,json=tieredTime,proto3" json:"tiered_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LakeBucketStatus) Reset() {
+	*x = LakeBucketStatus{}
+	mi := &file_strom_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LakeBucketStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LakeBucketStatus) ProtoMessage() {}
+
+func (x *LakeBucketStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LakeBucketStatus.ProtoReflect.Descriptor instead.
+func (*LakeBucketStatus) Descriptor() ([]byte, []int) {
+	return file_strom_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LakeBucketStatus) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *LakeBucketStatus) GetBucket() int32 {
+	if x != nil {
+		return x.Bucket
+	}
+	return 0
+}
+
+func (x *LakeBucketStatus) GetTieredOffset() int64 {
+	if x != nil {
+		return x.TieredOffset
+	}
+	return 0
+}
+
+func (x *LakeBucketStatus) GetNextOffset() int64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *LakeBucketStatus) GetTieredTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TieredTime
+	}
+	return nil
+}
+
 var File_strom_v1_admin_proto protoreflect.FileDescriptor
 
 const file_strom_v1_admin_proto_rawDesc = "" +
@@ -1317,7 +1591,29 @@ const file_strom_v1_admin_proto_rawDesc = "" +
 	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\x12(\n" +
 	"\x06bucket\x18\x03 \x01(\v2\x10.strom.v1.BucketR\x06bucket\x12\x12\n" +
-	"\x04live\x18\x04 \x01(\bR\x04live2\xab\x06\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\"H\n" +
+	"\x14GetLakeStatusRequest\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\"J\n" +
+	"\x15GetLakeStatusResponse\x121\n" +
+	"\x06tables\x18\x01 \x03(\v2\x19.strom.v1.LakeTableStatusR\x06tables\"\xde\x01\n" +
+	"\x0fLakeTableStatus\x12\x1a\n" +
+	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12!\n" +
+	"\ffreshness_ms\x18\x03 \x01(\x03R\vfreshnessMs\x124\n" +
+	"\abuckets\x18\x04 \x03(\v2\x1a.strom.v1.LakeBucketStatusR\abuckets\x12\x1f\n" +
+	"\vlag_records\x18\x05 \x01(\x03R\n" +
+	"lagRecords\x12\x1f\n" +
+	"\vsnapshot_id\x18\x06 \x01(\x03R\n" +
+	"snapshotId\"\xcb\x01\n" +
+	"\x10LakeBucketStatus\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\x05R\x06bucket\x12#\n" +
+	"\rtiered_offset\x18\x03 \x01(\x03R\ftieredOffset\x12\x1f\n" +
+	"\vnext_offset\x18\x04 \x01(\x03R\n" +
+	"nextOffset\x12;\n" +
+	"\vtiered_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"tieredTime2\x82\a\n" +
 	"\fAdminService\x12S\n" +
 	"\x0eCreateDatabase\x12\x1f.strom.v1.CreateDatabaseRequest\x1a .strom.v1.CreateDatabaseResponse\x12U\n" +
 	"\rListDatabases\x12\x1e.strom.v1.ListDatabasesRequest\x1a\x1f.strom.v1.ListDatabasesResponse\"\x03\x90\x02\x01\x12O\n" +
@@ -1330,7 +1626,8 @@ const file_strom_v1_admin_proto_rawDesc = "" +
 	"\tDropTable\x12\x1a.strom.v1.DropTableRequest\x1a\x1b.strom.v1.DropTableResponse\x12G\n" +
 	"\n" +
 	"AlterTable\x12\x1b.strom.v1.AlterTableRequest\x1a\x1c.strom.v1.AlterTableResponse\x12^\n" +
-	"\x10GetClusterStatus\x12!.strom.v1.GetClusterStatusRequest\x1a\".strom.v1.GetClusterStatusResponse\"\x03\x90\x02\x01B4Z2github.com/strom-io/strom/api/gen/strom/v1;stromv1b\x06proto3"
+	"\x10GetClusterStatus\x12!.strom.v1.GetClusterStatusRequest\x1a\".strom.v1.GetClusterStatusResponse\"\x03\x90\x02\x01\x12U\n" +
+	"\rGetLakeStatus\x12\x1e.strom.v1.GetLakeStatusRequest\x1a\x1f.strom.v1.GetLakeStatusResponse\"\x03\x90\x02\x01B4Z2github.com/strom-io/strom/api/gen/strom/v1;stromv1b\x06proto3"
 
 var (
 	file_strom_v1_admin_proto_rawDescOnce sync.Once
@@ -1344,7 +1641,7 @@ func file_strom_v1_admin_proto_rawDescGZIP() []byte {
 	return file_strom_v1_admin_proto_rawDescData
 }
 
-var file_strom_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_strom_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_strom_v1_admin_proto_goTypes = []any{
 	(*CreateDatabaseRequest)(nil),    // 0: strom.v1.CreateDatabaseRequest
 	(*CreateDatabaseResponse)(nil),   // 1: strom.v1.CreateDatabaseResponse
@@ -1368,56 +1665,65 @@ var file_strom_v1_admin_proto_goTypes = []any{
 	(*GetClusterStatusResponse)(nil), // 19: strom.v1.GetClusterStatusResponse
 	(*Member)(nil),                   // 20: strom.v1.Member
 	(*BucketLeadership)(nil),         // 21: strom.v1.BucketLeadership
-	nil,                              // 22: strom.v1.CreateTableRequest.PropertiesEntry
-	(*Database)(nil),                 // 23: strom.v1.Database
-	(*Schema)(nil),                   // 24: strom.v1.Schema
-	(*Table)(nil),                    // 25: strom.v1.Table
-	(*Bucket)(nil),                   // 26: strom.v1.Bucket
-	(*Column)(nil),                   // 27: strom.v1.Column
-	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
+	(*GetLakeStatusRequest)(nil),     // 22: strom.v1.GetLakeStatusRequest
+	(*GetLakeStatusResponse)(nil),    // 23: strom.v1.GetLakeStatusResponse
+	(*LakeTableStatus)(nil),          // 24: strom.v1.LakeTableStatus
+	(*LakeBucketStatus)(nil),         // 25: strom.v1.LakeBucketStatus
+	nil,                              // 26: strom.v1.CreateTableRequest.PropertiesEntry
+	(*Database)(nil),                 // 27: strom.v1.Database
+	(*Schema)(nil),                   // 28: strom.v1.Schema
+	(*Table)(nil),                    // 29: strom.v1.Table
+	(*Bucket)(nil),                   // 30: strom.v1.Bucket
+	(*Column)(nil),                   // 31: strom.v1.Column
+	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
 }
 var file_strom_v1_admin_proto_depIdxs = []int32{
-	23, // 0: strom.v1.CreateDatabaseResponse.database:type_name -> strom.v1.Database
-	23, // 1: strom.v1.ListDatabasesResponse.databases:type_name -> strom.v1.Database
-	23, // 2: strom.v1.GetDatabaseResponse.database:type_name -> strom.v1.Database
-	24, // 3: strom.v1.CreateTableRequest.schema:type_name -> strom.v1.Schema
-	22, // 4: strom.v1.CreateTableRequest.properties:type_name -> strom.v1.CreateTableRequest.PropertiesEntry
-	25, // 5: strom.v1.CreateTableResponse.table:type_name -> strom.v1.Table
-	25, // 6: strom.v1.GetTableResponse.table:type_name -> strom.v1.Table
-	26, // 7: strom.v1.GetTableResponse.buckets:type_name -> strom.v1.Bucket
-	25, // 8: strom.v1.ListTablesResponse.tables:type_name -> strom.v1.Table
-	27, // 9: strom.v1.AlterTableRequest.add_columns:type_name -> strom.v1.Column
-	25, // 10: strom.v1.AlterTableResponse.table:type_name -> strom.v1.Table
+	27, // 0: strom.v1.CreateDatabaseResponse.database:type_name -> strom.v1.Database
+	27, // 1: strom.v1.ListDatabasesResponse.databases:type_name -> strom.v1.Database
+	27, // 2: strom.v1.GetDatabaseResponse.database:type_name -> strom.v1.Database
+	28, // 3: strom.v1.CreateTableRequest.schema:type_name -> strom.v1.Schema
+	26, // 4: strom.v1.CreateTableRequest.properties:type_name -> strom.v1.CreateTableRequest.PropertiesEntry
+	29, // 5: strom.v1.CreateTableResponse.table:type_name -> strom.v1.Table
+	29, // 6: strom.v1.GetTableResponse.table:type_name -> strom.v1.Table
+	30, // 7: strom.v1.GetTableResponse.buckets:type_name -> strom.v1.Bucket
+	29, // 8: strom.v1.ListTablesResponse.tables:type_name -> strom.v1.Table
+	31, // 9: strom.v1.AlterTableRequest.add_columns:type_name -> strom.v1.Column
+	29, // 10: strom.v1.AlterTableResponse.table:type_name -> strom.v1.Table
 	20, // 11: strom.v1.GetClusterStatusResponse.members:type_name -> strom.v1.Member
 	21, // 12: strom.v1.GetClusterStatusResponse.buckets:type_name -> strom.v1.BucketLeadership
-	28, // 13: strom.v1.Member.start_time:type_name -> google.protobuf.Timestamp
-	28, // 14: strom.v1.Member.expire_time:type_name -> google.protobuf.Timestamp
-	26, // 15: strom.v1.BucketLeadership.bucket:type_name -> strom.v1.Bucket
-	0,  // 16: strom.v1.AdminService.CreateDatabase:input_type -> strom.v1.CreateDatabaseRequest
-	2,  // 17: strom.v1.AdminService.ListDatabases:input_type -> strom.v1.ListDatabasesRequest
-	4,  // 18: strom.v1.AdminService.GetDatabase:input_type -> strom.v1.GetDatabaseRequest
-	6,  // 19: strom.v1.AdminService.DropDatabase:input_type -> strom.v1.DropDatabaseRequest
-	8,  // 20: strom.v1.AdminService.CreateTable:input_type -> strom.v1.CreateTableRequest
-	10, // 21: strom.v1.AdminService.GetTable:input_type -> strom.v1.GetTableRequest
-	12, // 22: strom.v1.AdminService.ListTables:input_type -> strom.v1.ListTablesRequest
-	14, // 23: strom.v1.AdminService.DropTable:input_type -> strom.v1.DropTableRequest
-	16, // 24: strom.v1.AdminService.AlterTable:input_type -> strom.v1.AlterTableRequest
-	18, // 25: strom.v1.AdminService.GetClusterStatus:input_type -> strom.v1.GetClusterStatusRequest
-	1,  // 26: strom.v1.AdminService.CreateDatabase:output_type -> strom.v1.CreateDatabaseResponse
-	3,  // 27: strom.v1.AdminService.ListDatabases:output_type -> strom.v1.ListDatabasesResponse
-	5,  // 28: strom.v1.AdminService.GetDatabase:output_type -> strom.v1.GetDatabaseResponse
-	7,  // 29: strom.v1.AdminService.DropDatabase:output_type -> strom.v1.DropDatabaseResponse
-	9,  // 30: strom.v1.AdminService.CreateTable:output_type -> strom.v1.CreateTableResponse
-	11, // 31: strom.v1.AdminService.GetTable:output_type -> strom.v1.GetTableResponse
-	13, // 32: strom.v1.AdminService.ListTables:output_type -> strom.v1.ListTablesResponse
-	15, // 33: strom.v1.AdminService.DropTable:output_type -> strom.v1.DropTableResponse
-	17, // 34: strom.v1.AdminService.AlterTable:output_type -> strom.v1.AlterTableResponse
-	19, // 35: strom.v1.AdminService.GetClusterStatus:output_type -> strom.v1.GetClusterStatusResponse
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	32, // 13: strom.v1.Member.start_time:type_name -> google.protobuf.Timestamp
+	32, // 14: strom.v1.Member.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 15: strom.v1.BucketLeadership.bucket:type_name -> strom.v1.Bucket
+	24, // 16: strom.v1.GetLakeStatusResponse.tables:type_name -> strom.v1.LakeTableStatus
+	25, // 17: strom.v1.LakeTableStatus.buckets:type_name -> strom.v1.LakeBucketStatus
+	32, // 18: strom.v1.LakeBucketStatus.tiered_time:type_name -> google.protobuf.Timestamp
+	0,  // 19: strom.v1.AdminService.CreateDatabase:input_type -> strom.v1.CreateDatabaseRequest
+	2,  // 20: strom.v1.AdminService.ListDatabases:input_type -> strom.v1.ListDatabasesRequest
+	4,  // 21: strom.v1.AdminService.GetDatabase:input_type -> strom.v1.GetDatabaseRequest
+	6,  // 22: strom.v1.AdminService.DropDatabase:input_type -> strom.v1.DropDatabaseRequest
+	8,  // 23: strom.v1.AdminService.CreateTable:input_type -> strom.v1.CreateTableRequest
+	10, // 24: strom.v1.AdminService.GetTable:input_type -> strom.v1.GetTableRequest
+	12, // 25: strom.v1.AdminService.ListTables:input_type -> strom.v1.ListTablesRequest
+	14, // 26: strom.v1.AdminService.DropTable:input_type -> strom.v1.DropTableRequest
+	16, // 27: strom.v1.AdminService.AlterTable:input_type -> strom.v1.AlterTableRequest
+	18, // 28: strom.v1.AdminService.GetClusterStatus:input_type -> strom.v1.GetClusterStatusRequest
+	22, // 29: strom.v1.AdminService.GetLakeStatus:input_type -> strom.v1.GetLakeStatusRequest
+	1,  // 30: strom.v1.AdminService.CreateDatabase:output_type -> strom.v1.CreateDatabaseResponse
+	3,  // 31: strom.v1.AdminService.ListDatabases:output_type -> strom.v1.ListDatabasesResponse
+	5,  // 32: strom.v1.AdminService.GetDatabase:output_type -> strom.v1.GetDatabaseResponse
+	7,  // 33: strom.v1.AdminService.DropDatabase:output_type -> strom.v1.DropDatabaseResponse
+	9,  // 34: strom.v1.AdminService.CreateTable:output_type -> strom.v1.CreateTableResponse
+	11, // 35: strom.v1.AdminService.GetTable:output_type -> strom.v1.GetTableResponse
+	13, // 36: strom.v1.AdminService.ListTables:output_type -> strom.v1.ListTablesResponse
+	15, // 37: strom.v1.AdminService.DropTable:output_type -> strom.v1.DropTableResponse
+	17, // 38: strom.v1.AdminService.AlterTable:output_type -> strom.v1.AlterTableResponse
+	19, // 39: strom.v1.AdminService.GetClusterStatus:output_type -> strom.v1.GetClusterStatusResponse
+	23, // 40: strom.v1.AdminService.GetLakeStatus:output_type -> strom.v1.GetLakeStatusResponse
+	30, // [30:41] is the sub-list for method output_type
+	19, // [19:30] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_strom_v1_admin_proto_init() }
@@ -1433,7 +1739,7 @@ func file_strom_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strom_v1_admin_proto_rawDesc), len(file_strom_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -59,6 +59,9 @@ const (
 	// AdminServiceGetClusterStatusProcedure is the fully-qualified name of the AdminService's
 	// GetClusterStatus RPC.
 	AdminServiceGetClusterStatusProcedure = "/strom.v1.AdminService/GetClusterStatus"
+	// AdminServiceGetLakeStatusProcedure is the fully-qualified name of the AdminService's
+	// GetLakeStatus RPC.
+	AdminServiceGetLakeStatusProcedure = "/strom.v1.AdminService/GetLakeStatus"
 )
 
 // AdminServiceClient is a client for the strom.v1.AdminService service.
@@ -84,6 +87,9 @@ type AdminServiceClient interface {
 	// GetClusterStatus lists the running Strom processes and which one leads
 	// each bucket.
 	GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error)
+	// GetLakeStatus shows, for lake-enabled tables, how far each bucket is
+	// tiered into the Iceberg table and how far the lake lags the stream.
+	GetLakeStatus(context.Context, *connect.Request[v1.GetLakeStatusRequest]) (*connect.Response[v1.GetLakeStatusResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the strom.v1.AdminService service. By default, it
@@ -162,6 +168,13 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getLakeStatus: connect.NewClient[v1.GetLakeStatusRequest, v1.GetLakeStatusResponse](
+			httpClient,
+			baseURL+AdminServiceGetLakeStatusProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetLakeStatus")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -177,6 +190,7 @@ type adminServiceClient struct {
 	dropTable        *connect.Client[v1.DropTableRequest, v1.DropTableResponse]
 	alterTable       *connect.Client[v1.AlterTableRequest, v1.AlterTableResponse]
 	getClusterStatus *connect.Client[v1.GetClusterStatusRequest, v1.GetClusterStatusResponse]
+	getLakeStatus    *connect.Client[v1.GetLakeStatusRequest, v1.GetLakeStatusResponse]
 }
 
 // CreateDatabase calls strom.v1.AdminService.CreateDatabase.
@@ -229,6 +243,11 @@ func (c *adminServiceClient) GetClusterStatus(ctx context.Context, req *connect.
 	return c.getClusterStatus.CallUnary(ctx, req)
 }
 
+// GetLakeStatus calls strom.v1.AdminService.GetLakeStatus.
+func (c *adminServiceClient) GetLakeStatus(ctx context.Context, req *connect.Request[v1.GetLakeStatusRequest]) (*connect.Response[v1.GetLakeStatusResponse], error) {
+	return c.getLakeStatus.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the strom.v1.AdminService service.
 type AdminServiceHandler interface {
 	// CreateDatabase creates an empty database.
@@ -252,6 +271,9 @@ type AdminServiceHandler interface {
 	// GetClusterStatus lists the running Strom processes and which one leads
 	// each bucket.
 	GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error)
+	// GetLakeStatus shows, for lake-enabled tables, how far each bucket is
+	// tiered into the Iceberg table and how far the lake lags the stream.
+	GetLakeStatus(context.Context, *connect.Request[v1.GetLakeStatusRequest]) (*connect.Response[v1.GetLakeStatusResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -326,6 +348,13 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceGetLakeStatusHandler := connect.NewUnaryHandler(
+		AdminServiceGetLakeStatusProcedure,
+		svc.GetLakeStatus,
+		connect.WithSchema(adminServiceMethods.ByName("GetLakeStatus")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/strom.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceCreateDatabaseProcedure:
@@ -348,6 +377,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceAlterTableHandler.ServeHTTP(w, r)
 		case AdminServiceGetClusterStatusProcedure:
 			adminServiceGetClusterStatusHandler.ServeHTTP(w, r)
+		case AdminServiceGetLakeStatusProcedure:
+			adminServiceGetLakeStatusHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -395,4 +426,8 @@ func (UnimplementedAdminServiceHandler) AlterTable(context.Context, *connect.Req
 
 func (UnimplementedAdminServiceHandler) GetClusterStatus(context.Context, *connect.Request[v1.GetClusterStatusRequest]) (*connect.Response[v1.GetClusterStatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("strom.v1.AdminService.GetClusterStatus is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetLakeStatus(context.Context, *connect.Request[v1.GetLakeStatusRequest]) (*connect.Response[v1.GetLakeStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("strom.v1.AdminService.GetLakeStatus is not implemented"))
 }
