@@ -136,3 +136,16 @@ func TestParseRoles(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnsTableSpreadsTables(t *testing.T) {
+	counts := map[string]int{}
+	members := []string{"t1", "t2", "t3"}
+	for id := range int64(300) {
+		counts[Owner(catalog.BucketID{TableID: id, Bucket: -1}, members)]++
+	}
+	for _, m := range members {
+		if counts[m] < 60 {
+			t.Fatalf("tables per tiering member %v: uneven", counts)
+		}
+	}
+}

@@ -88,6 +88,7 @@ type view struct {
 	members []catalog.Member
 	byID    map[string]catalog.Member
 	writers []string // ids of live write members that accept forwarding
+	tierers []string // ids of live tiering members
 	buckets map[catalog.BucketID]catalog.BucketState
 	assign  map[catalog.BucketID]string
 }
@@ -213,6 +214,9 @@ func (c *Cluster) refreshLocked(ctx context.Context) error {
 		if slices.Contains(m.Roles, RoleWrite) && m.Address != "" {
 			v.writers = append(v.writers, m.ID)
 		}
+		if slices.Contains(m.Roles, RoleTiering) {
+			v.tierers = append(v.tierers, m.ID)
+		}
 	}
 	if _, ok := v.byID[self.ID]; !ok && !c.left.Load() {
 		// Not visible yet (or its heartbeat lapsed): it is a member anyway.
@@ -220,6 +224,10 @@ func (c *Cluster) refreshLocked(ctx context.Context) error {
 		if slices.Contains(self.Roles, RoleWrite) && self.Address != "" {
 			v.writers = append(v.writers, self.ID)
 			slices.Sort(v.writers)
+		}
+		if slices.Contains(self.Roles, RoleTiering) {
+			v.tierers = append(v.tierers, self.ID)
+			slices.Sort(v.tierers)
 		}
 	}
 	ids := make([]catalog.BucketID, 0, len(states))
@@ -388,6 +396,18 @@ func (c *Cluster) Locate(b catalog.BucketID) (Target, error) {
 		return Target{}, fmt.Errorf("%w: bucket %s: member %s has no internal address", ErrNoLeader, b, owner)
 	}
 	return Target{Member: m.ID, Address: m.Address}, nil
+}
+
+// OwnsTable reports whether this process should tier table id: tables are
+// spread over the live tiering members by rendezvous hashing, so every
+// member agrees without coordination once their views agree. Two tierers
+// that briefly both think they own a table are harmless: lake commits are
+// optimistic and carry the tiered offsets.
+func (c *Cluster) OwnsTable(id int64) bool {
+	if c.left.Load() {
+		return false
+	}
+	return Owner(catalog.BucketID{TableID: id, Bucket: -1}, c.view.Load().tierers) == c.cfg.Self.ID
 }
 
 // Members returns the live members of the last view, ordered by id.
