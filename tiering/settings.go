@@ -1,6 +1,12 @@
-// Package tiering turns Strom's streams into Apache Iceberg tables. This
-// file holds what the tiering role needs first: which tables to tier and how
-// fresh their lake copy must be, read from the table properties.
+// Package tiering turns Strom's streams into Apache Iceberg tables. The
+// Tierer copies the committed records of every table with
+// table.datalake.enabled into its Iceberg table (package lake), often enough
+// to keep the lake within the table's table.datalake.freshness, and exactly
+// once: the Iceberg snapshot records the offsets it holds, and the catalog's
+// tiered offsets follow it. docs/lake.md describes the mapping and the
+// argument.
+//
+// This file reads the lake settings from the table properties.
 package tiering
 
 import (
