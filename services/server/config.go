@@ -38,6 +38,7 @@ type Config struct {
 	WAL       wal.Options      `yaml:"wal"`
 	Retention retention.Config `yaml:"retention"`
 	Cache     cache.Config     `yaml:"cache"`
+	Lake      LakeConfig       `yaml:"lake"`
 }
 
 // FrontendConfig configures the write path and bucket leadership.
@@ -130,6 +131,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.WAL.RegisterFlags("wal.", f)
 	c.Retention.RegisterFlags("retention.", f)
 	c.Cache.RegisterFlags("cache.", f)
+	c.Lake.RegisterFlags("lake.", f)
 }
 
 // RegisterFlags registers the listener settings under prefix.
@@ -214,6 +216,9 @@ func (c *Config) Validate() error {
 	}
 	if fe.CommitTimeout < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("frontend.commit_timeout: must be at least 100ms, got %s", fe.CommitTimeout))
+	}
+	if err := c.Lake.Tiering.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("lake.tiering: %w", err))
 	}
 	if err := c.Cache.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cache: %w", err))

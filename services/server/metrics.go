@@ -12,6 +12,7 @@ import (
 	"github.com/strom-io/strom/services/lease"
 	"github.com/strom-io/strom/services/wal"
 	"github.com/strom-io/strom/services/writer"
+	"github.com/strom-io/strom/tiering"
 )
 
 // writePathMetrics turns writer and WAL events into Prometheus metrics.
@@ -130,6 +131,12 @@ type clusterMetrics struct {
 	changes   *prometheus.CounterVec
 	takeover  prometheus.Histogram
 	forwarded *prometheus.CounterVec
+
+	tieredRows   prometheus.Counter
+	tieredBytes  prometheus.Counter
+	tierRounds   *prometheus.CounterVec
+	tierLag      prometheus.Histogram
+	tierDuration prometheus.Histogram
 }
 
 func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
@@ -148,8 +155,31 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 			Help: "Requests forwarded to the bucket's leader, by procedure and outcome (ok or a Connect code).",
 		}, []string{"procedure", "outcome"}),
 	}
-	reg.MustRegister(m.changes, m.takeover, m.forwarded)
+	m.tieredRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "strom_tiering_rows_total", Help: "Rows tiered into the lake."})
+	m.tieredBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "strom_tiering_arrow_bytes_total", Help: "Uncompressed Arrow bytes tiered into the lake."})
+	m.tierRounds = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strom_tiering_rounds_total", Help: "Tiering rounds of a table by result (committed or failed)."}, []string{"result"})
+	m.tierLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "strom_tiering_lag_seconds", Help: "How far the lake was behind the stream when a round started: now minus the commit time of its oldest record.",
+		Buckets: prometheus.ExponentialBuckets(0.5, 2, 14),
+	})
+	m.tierDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "strom_tiering_round_duration_seconds", Help: "Time of one table's tiering round: read, Parquet, Iceberg commit, catalog record.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+	})
+	reg.MustRegister(m.changes, m.takeover, m.forwarded, m.tieredRows, m.tieredBytes, m.tierRounds, m.tierLag, m.tierDuration)
 	return m
+}
+
+func (m *clusterMetrics) onTier(st tiering.TierStats) {
+	if st.Err != nil {
+		m.tierRounds.WithLabelValues("failed").Inc()
+		return
+	}
+	m.tierRounds.WithLabelValues("committed").Inc()
+	m.tieredRows.Add(float64(st.Rows))
+	m.tieredBytes.Add(float64(st.Bytes))
+	m.tierLag.Observe(st.Lag.Seconds())
+	m.tierDuration.Observe(st.Duration.Seconds())
 }
 
 func (m *clusterMetrics) onLeaseChange(c lease.Change) { m.changes.WithLabelValues(string(c)).Inc() }

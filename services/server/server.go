@@ -40,6 +40,8 @@ import (
 	"github.com/strom-io/strom/services/wal"
 	"github.com/strom-io/strom/services/writer"
 	"github.com/strom-io/strom/services/writesvc"
+	"github.com/strom-io/strom/tiering"
+	"github.com/strom-io/strom/tiering/lake"
 )
 
 // readyTimeout bounds each dependency check of /readyz.
@@ -67,7 +69,10 @@ type Server struct {
 	writer    *writer.Writer
 	retention *retention.Retention
 	cluster   *cluster.Cluster
-	started   atomic.Bool // recovered and joined the cluster
+	lake      *lake.Lake      // nil without PostgreSQL and S3
+	lakeWhy   string          // why there is no lake
+	tierer    *tiering.Tierer // nil without the tiering role or the lake
+	started   atomic.Bool     // recovered and joined the cluster
 	draining  atomic.Bool
 }
 
@@ -175,6 +180,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if err := s.openLake(ctx, mux, rd, cm); err != nil {
+		s.close()
+		return nil, err
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	protocols := new(http.Protocols)
@@ -286,6 +295,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	s.started.Store(true)
+	s.warnNoLake(ctx)
+	if s.tierer != nil {
+		goBG(func(ctx context.Context) { _ = s.tierer.Run(ctx) })
+	}
 	clusterCtx, stopCluster := context.WithCancel(context.Background())
 	clusterDone := make(chan struct{})
 	go func() { defer close(clusterDone); _ = s.cluster.Run(clusterCtx) }()
@@ -340,6 +353,11 @@ func (s *Server) drain(stopCluster context.CancelFunc, clusterDone <-chan struct
 }
 
 func (s *Server) close() {
+	if s.lake != nil {
+		if err := s.lake.Close(); err != nil {
+			s.logger.Warn("closing the lake", slog.Any("err", err))
+		}
+	}
 	if s.wal != nil {
 		if err := s.wal.Close(); err != nil {
 			s.logger.Warn("closing WAL", slog.Any("err", err))
