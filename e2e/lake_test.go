@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go"
+	icebergrest "github.com/apache/iceberg-go/catalog/rest"
+	iceio "github.com/apache/iceberg-go/io"
+	_ "github.com/apache/iceberg-go/io/gocloud/s3" // s3:// data files
+	"github.com/apache/iceberg-go/table"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
+	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
+	"github.com/strom-io/strom/testenv"
+)
+
+// TestTieringRoleKilledMidRound runs the tiering role as its own process
+// next to a write frontend, kills it with SIGKILL again and again while
+// rows stream in (rounds are cut short at any point: before, during or
+// after the Iceberg commit, or between it and the catalog record), and
+// checks that the Iceberg table read through the REST catalog holds every
+// committed row exactly once, at the offsets the stream gave it.
+func TestTieringRoleKilledMidRound(t *testing.T) {
+	s3 := testenv.S3(t)
+	common := append([]string{"-catalog.backend", "postgres", "-catalog.postgres.url", testenv.Postgres(t),
+		"-lake.tiering.interval", "50ms", "-lake.tiering.max-round-rows", "300"}, s3Args(s3)...)
+	writer := startServer(t, t.TempDir(), append(common, "-roles", "write,read", "-frontend.id", "w1")...)
+	cli(t, writer, "db", "create", "lake")
+	cli(t, writer, "table", "create", "lake.events", "-c", "id BIGINT NOT NULL", "-c", "note STRING",
+		"--buckets", "3", "--bucket-key", "id", "-p", "table.datalake.enabled=true", "-p", "table.datalake.freshness=200ms")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	write := stromv1connect.NewWriteServiceClient(http.DefaultClient, writer.url())
+	var mu sync.Mutex
+	written := 0
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			req := &stromv1.AppendRequest{Database: "lake", Table: "events", WriterId: "e2e", Sequence: int64(n + 1)}
+			for i := range 50 {
+				st, _ := structpb.NewStruct(map[string]any{"id": n*50 + i, "note": fmt.Sprintf("row %d", n*50+i)})
+				req.Rows = append(req.Rows, st)
+			}
+			if _, err := write.Append(ctx, connect.NewRequest(req)); err != nil {
+				done <- err
+				return
+			}
+			mu.Lock()
+			written += 50
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	tierDir := t.TempDir()
+	tierArgs := append(common, "-roles", "tiering", "-frontend.id", "t1")
+	for kill := range 6 {
+		tierer := startServer(t, tierDir, tierArgs...)
+		time.Sleep(time.Duration(300+kill*170) * time.Millisecond)
+		tierer.kill(t)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+	tierer := startServer(t, tierDir, tierArgs...)
+	defer tierer.stop(t)
+
+	admin := stromv1connect.NewAdminServiceClient(http.DefaultClient, writer.url())
+	for {
+		resp, err := admin.GetLakeStatus(ctx, connect.NewRequest(&stromv1.GetLakeStatusRequest{Database: "lake", Table: "events"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Msg.GetTables()[0].GetLagRecords() == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the lake never caught up: %v", resp.Msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("status after catching up:\n%s", cli(t, writer, "lake", "status"))
+
+	// The stream's view: id -> (bucket, offset).
+	type place struct {
+		bucket int32
+		offset int64
+	}
+	stream := map[int64]place{}
+	for b := range int32(3) {
+		for id, off := range readBucketIDs(t, writer, b) {
+			stream[id] = place{b, off}
+		}
+	}
+	if len(stream) != written {
+		t.Fatalf("the stream holds %d rows, %d were acknowledged", len(stream), written)
+	}
+
+	cat, err := icebergrest.NewCatalog(ctx, "strom", writer.url()+"/iceberg", icebergrest.WithAdditionalProps(iceberg.Properties{
+		iceio.S3AccessKeyID: s3.AccessKey, iceio.S3SecretAccessKey: s3.SecretKey,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := cat.LoadTable(ctx, table.Identifier{"lake", "events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := tbl.Scan().ToArrowTable(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer at.Release()
+	lake := map[int64]place{}
+	tr := array.NewTableReader(at, 0)
+	defer tr.Release()
+	for tr.Next() {
+		rec := tr.RecordBatch()
+		idx := func(name string) int { return rec.Schema().FieldIndices(name)[0] }
+		ids := rec.Column(idx("id")).(*array.Int64)
+		buckets := rec.Column(idx("__bucket")).(*array.Int32)
+		offsets := rec.Column(idx("__offset")).(*array.Int64)
+		for i := range int(rec.NumRows()) {
+			id := ids.Value(i)
+			if _, dup := lake[id]; dup {
+				t.Fatalf("id %d is in the lake twice", id)
+			}
+			lake[id] = place{buckets.Value(i), offsets.Value(i)}
+		}
+	}
+	if len(lake) != len(stream) {
+		t.Fatalf("the lake holds %d rows, the stream %d", len(lake), len(stream))
+	}
+	for id, want := range stream {
+		if got, ok := lake[id]; !ok || got != want {
+			t.Fatalf("id %d: lake %v (present %v), stream %v", id, got, ok, want)
+		}
+	}
+	t.Logf("%d rows tiered exactly once across 6 kills of the tiering role", len(lake))
+}
+
+// readBucketIDs fetches every row of lake.events bucket b: id -> offset.
+func readBucketIDs(t *testing.T, p *process, b int32) map[int64]int64 {
+	t.Helper()
+	read := stromv1connect.NewReadServiceClient(http.DefaultClient, p.url())
+	out := map[int64]int64{}
+	var next int64
+	for {
+		resp, err := read.Fetch(context.Background(), connect.NewRequest(&stromv1.FetchRequest{
+			Database: "lake", Table: "events", Bucket: b, Offset: next, Columns: []string{"id"},
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := resp.Msg.GetRows()
+		if len(rows) == 0 {
+			return out
+		}
+		for _, r := range rows {
+			f := r.GetFields()
+			out[int64(f["id"].GetNumberValue())] = int64(f["_offset"].GetNumberValue())
+		}
+		next = resp.Msg.GetNextOffset()
+	}
+}
