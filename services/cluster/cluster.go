@@ -58,8 +58,6 @@ type Config struct {
 	KeepSnapshots int
 	// MaxConcurrentLeads bounds the buckets recovered at once.
 	MaxConcurrentLeads int
-	// OnLead, if set, is told how long taking over a bucket took.
-	OnLead func(b catalog.BucketID, took time.Duration)
 }
 
 // Cluster is this process's view of and part in the cluster.
@@ -342,11 +340,7 @@ func (c *Cluster) startLead(ctx context.Context, b catalog.BucketID) {
 		err := c.leader.Lead(ctx, b)
 		switch {
 		case err == nil:
-			took := time.Since(start)
-			c.logger.Info("bucket taken over", slog.String("bucket", b.String()), slog.Duration("took", took))
-			if c.cfg.OnLead != nil {
-				c.cfg.OnLead(b, took)
-			}
+			c.logger.Info("bucket taken over", slog.String("bucket", b.String()), slog.Duration("took", time.Since(start)))
 		case ctx.Err() != nil:
 		default:
 			// Usually another member was quicker; the next round

@@ -143,8 +143,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		s.writer = writer.New(writer.Config{
 			FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
 			MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,
-			OnFlush: wpm.onFlush,
-			KVDir:   filepath.Join(cfg.DataDir, "kv"), KVMaxPendingBytes: fe.KVMaxPendingBytes,
+			OnFlush: wpm.onFlush, OnLead: cm.onTakeover,
+			KVDir: filepath.Join(cfg.DataDir, "kv"), KVMaxPendingBytes: fe.KVMaxPendingBytes,
 		}, store, bucket, s.wal, s.keeper, s.hub, rd, logger.With(slog.String("component", "writer")))
 		s.retention = retention.New(cfg.Retention, store, bucket, logger.With(slog.String("component", "retention")))
 		leader, local = s.writer, s.writer
@@ -154,7 +154,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		Self:     catalog.Member{ID: s.id, Roles: roles},
 		TTL:      fe.LeaseTTL,
 		Interval: fe.BalanceInterval, KeepSnapshots: fe.KVSnapshotKeep,
-		OnLead: cm.onTakeover,
 	}, store, leader, logger.With(slog.String("component", "cluster")))
 	router := forward.NewRouter(forward.Config{Timeout: fe.ForwardTimeout, OnForward: cm.onForward}, s.cluster, local, logger.With(slog.String("component", "forward")))
 	metrics := newAPIMetrics(reg)

@@ -46,7 +46,11 @@ func (w *Writer) bucket(ctx context.Context, t catalog.Table, b catalog.BucketID
 		loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		go func() {
 			defer cancel()
+			start := time.Now()
 			bs.err = w.load(loadCtx, bs)
+			if bs.err == nil && w.cfg.OnLead != nil {
+				w.cfg.OnLead(b, time.Since(start))
+			}
 			if bs.err != nil {
 				w.mu.Lock()
 				delete(w.buckets, b)

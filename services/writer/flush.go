@@ -58,6 +58,12 @@ func (w *Writer) drain() error {
 		left := w.pendingBytes
 		w.mu.Unlock()
 		if left == 0 && w.retry == nil {
+			// Everything is committed: the WAL holds nothing to recover.
+			if last := w.lastLSN.Load(); last > 0 {
+				if err := w.log.TruncateBefore(last + 1); err != nil {
+					w.logger.Warn("WAL truncation at shutdown failed", slog.Any("err", err))
+				}
+			}
 			return nil
 		}
 		time.Sleep(w.cfg.FlushInterval)

@@ -41,7 +41,7 @@ func (w *Writer) Recover(ctx context.Context) error {
 	w.replay = replay
 	w.mu.Unlock()
 	w.logger.Info("WAL replayed", slog.Int("records", n), slog.Int("buckets", len(replay)))
-	for b := range replay {
+	for b, records := range replay {
 		t, err := w.store.GetTableByID(ctx, b.TableID)
 		if errors.Is(err, catalog.ErrNotFound) {
 			w.logger.Warn("WAL records of a dropped table discarded", slog.Int64("table_id", b.TableID))
@@ -50,9 +50,19 @@ func (w *Writer) Recover(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("writer: recover bucket %s: %w", b, err)
 		}
+		pending, err := w.uncommitted(ctx, b, records)
+		if err != nil {
+			return fmt.Errorf("writer: recover bucket %s: %w", b, err)
+		}
+		if !pending {
+			// Every record was committed (or given up by a fenced
+			// leader): nothing to take back, and no reason to lead it.
+			continue
+		}
 		if _, err := w.bucket(ctx, t, b); err != nil {
 			if errors.Is(err, ErrNotLeader) {
-				w.logger.Warn("WAL records of a bucket led elsewhere discarded", slog.String("bucket", b.String()), slog.Any("err", err))
+				w.logger.Warn("uncommitted WAL records of a bucket led elsewhere discarded (acknowledged with wal durability, fenced by the new leader)",
+					slog.String("bucket", b.String()), slog.Any("err", err))
 				continue
 			}
 			return err
@@ -63,4 +73,26 @@ func (w *Writer) Recover(ctx context.Context) error {
 	w.mu.Unlock()
 	w.Kick()
 	return nil
+}
+
+// uncommitted reports whether any of b's WAL records starts at or after the
+// bucket's committed next offset: a batch is committed whole or not at
+// all, so a record below it was committed (or fenced and replaced).
+func (w *Writer) uncommitted(ctx context.Context, b catalog.BucketID, records []walRecord) (bool, error) {
+	states, err := w.store.ListBuckets(ctx, b.TableID)
+	if err != nil {
+		return false, err
+	}
+	next := int64(0)
+	for _, s := range states {
+		if s.BucketID == b {
+			next = s.NextOffset
+		}
+	}
+	for _, r := range records {
+		if r.BaseOffset >= next {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -70,6 +70,10 @@ type Config struct {
 	KVDir string
 	// KVMaxPendingBytes bounds each primary-key bucket's pre-write buffer.
 	KVMaxPendingBytes int64
+	// OnLead, if set, is told how long taking a bucket over took (lease,
+	// catalog reads, WAL take-back, KV restore and changelog replay), for
+	// every bucket this writer starts to lead.
+	OnLead func(b catalog.BucketID, took time.Duration)
 }
 
 // Changelog reads a bucket's committed changelog back, for a primary-key
