@@ -1,6 +1,6 @@
 // Package bench holds the result records of the system benchmarks in
-// e2e/bench_test.go and their JSON files, which bench/report renders into
-// bench/results/README.md and PNG charts.
+// e2e/bench_test.go and e2e/cluster_bench_test.go and their JSON files,
+// which bench/report renders into bench/results/README.md and PNG charts.
 package bench
 
 import (
@@ -23,6 +23,10 @@ const (
 	IngestFile  = "ingest.json"
 	LatencyFile = "latency.json"
 	PruningFile = "pruning.json"
+	// FailoverFile and ClusterFile hold the cluster benchmarks'
+	// results (e2e/cluster_bench_test.go).
+	FailoverFile = "failover.json"
+	ClusterFile  = "cluster_throughput.json"
 )
 
 // Env describes where a result was measured.
@@ -163,6 +167,118 @@ type Pruning struct {
 	StoredBytes int64      `json:"stored_bytes"` // object bytes PUT
 	Segments    int64      `json:"segments"`
 	Runs        []PruneRun `json:"runs"`
+}
+
+// Takeover summarises strom_bucket_takeover_duration_seconds as the
+// surviving frontends observed it: the mean is exact (sum / count), the
+// percentiles are histogram estimates.
+type Takeover struct {
+	N      int     `json:"n"`
+	MeanMs float64 `json:"mean_ms"`
+	P50Ms  float64 `json:"p50_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+}
+
+// FailoverRound is one fault: a frontend killed (SIGKILL) or stopped
+// (SIGTERM) while probes appended to every bucket through another one.
+type FailoverRound struct {
+	Kind     string  `json:"kind"` // "kill" or "term"
+	Frontend string  `json:"frontend"`
+	Buckets  []int32 `json:"buckets"` // the buckets it led
+	// Ms per bucket: for a kill, kill → the first durable ack of an append
+	// sent after it; for a SIGTERM, the longest time between two acks.
+	Ms []float64 `json:"ms"`
+	// ExpiryWaitMs per bucket (kill): kill → the later of the bucket's
+	// lease expiry and the killed frontend's membership expiry, as the
+	// catalog had them just before the kill.
+	ExpiryWaitMs []float64 `json:"expiry_wait_ms,omitempty"`
+	// MemberWaitMs (kill): kill → the killed frontend's membership expiry
+	// alone; survivors assign its buckets elsewhere only after it.
+	MemberWaitMs   float64        `json:"member_wait_ms,omitempty"`
+	FailedAttempts int            `json:"failed_attempts"` // probe appends that failed (all buckets) until every bucket was acked again
+	Codes          map[string]int `json:"codes,omitempty"`
+	Takeovers      int            `json:"takeovers"`                 // takeovers the survivors' metric counted
+	TakeoverMeanMs float64        `json:"takeover_mean_ms"`          // their mean duration
+	DrainMs        float64        `json:"drain_ms,omitempty"`        // SIGTERM → exit
+	RejoinGapMs    float64        `json:"rejoin_gap_ms"`             // restarted: longest time between two acks of a bucket handed back to it
+	RejoinMs       float64        `json:"rejoin_ms"`                 // restart → leases balanced again
+	BaselineGapMs  float64        `json:"baseline_gap_ms,omitempty"` // SIGTERM: longest gap of any bucket in the 2.5 s before it
+}
+
+// Failover is the result of BenchmarkFailover.
+type Failover struct {
+	Env             Env    `json:"env"`
+	Frontends       int    `json:"frontends"`
+	Buckets         int    `json:"buckets"`
+	LeaseTTL        string `json:"lease_ttl"`
+	LeaseRenew      string `json:"lease_renew_interval"`
+	BalanceInterval string `json:"balance_interval"`
+	ProbeEvery      string `json:"probe_every"`
+	// Failover: kill -9 → first durable ack, over every (bucket, round).
+	Failover Percentiles `json:"failover"`
+	// ExpiryWait: the part of it spent until the killed frontend's lease
+	// and membership expired; AfterExpiry: the rest (re-reading the
+	// leaders, the takeover, the probe's own durable append).
+	ExpiryWait     Percentiles    `json:"expiry_wait"`
+	AfterExpiry    Percentiles    `json:"after_expiry"`
+	Takeover       Takeover       `json:"takeover"`
+	FailedAttempts int            `json:"failed_attempts"`
+	Codes          map[string]int `json:"codes"`
+	// Handoff: SIGTERM, longest gap between acks per (bucket, round) of
+	// the buckets the stopped frontend led; BaselineGap: the same for
+	// every bucket without a fault; Drain: SIGTERM → exit.
+	Handoff               Percentiles     `json:"handoff_gap"`
+	BaselineGap           Percentiles     `json:"baseline_gap"`
+	Drain                 Percentiles     `json:"drain"`
+	HandoffFailedAttempts int             `json:"handoff_failed_attempts"`
+	HandoffCodes          map[string]int  `json:"handoff_codes"`
+	RejoinGap             Percentiles     `json:"rejoin_gap"` // a restarted frontend taking its share back
+	Rounds                []FailoverRound `json:"rounds"`
+}
+
+// ClusterRun is durable ingest through Frontends frontends.
+type ClusterRun struct {
+	Frontends  int         `json:"frontends"`
+	Writers    int         `json:"writers"`
+	Requests   int64       `json:"requests"`
+	Rows       int64       `json:"rows"`
+	Bytes      int64       `json:"bytes"` // Arrow IPC bytes acknowledged
+	Seconds    float64     `json:"seconds"`
+	MBps       float64     `json:"mb_per_s"`
+	RowsPerSec float64     `json:"rows_per_s"`
+	Ratio      float64     `json:"ratio_to_1"` // MBps / MBps with one frontend
+	Ack        Percentiles `json:"ack_latency"`
+	// Forwarded is the share of requests the receiving frontend forwarded
+	// to the bucket's leader (strom_forwarded_requests_total).
+	Forwarded float64  `json:"forwarded"`
+	ObjStore  ObjStore `json:"objstore"`
+	// CPU from /proc: seconds of CPU used by the strom processes, the
+	// benchmark process (clients and the S3 proxy), its versitygw and
+	// PostgreSQL, other processes (whatever else runs on the machine), and
+	// the whole machine; MachineUtil is the machine's busy share of all
+	// its CPUs during the run.
+	StromCPUSeconds    float64 `json:"strom_cpu_s"`
+	BenchCPUSeconds    float64 `json:"bench_cpu_s"`
+	S3CPUSeconds       float64 `json:"versitygw_cpu_s"`
+	PostgresCPUSeconds float64 `json:"postgres_cpu_s"`
+	OtherCPUSeconds    float64 `json:"other_cpu_s"`
+	MachineCPUSeconds  float64 `json:"machine_cpu_s"`
+	MachineUtil        float64 `json:"machine_util"`
+	StromCPUPerGB      float64 `json:"strom_cpu_s_per_gb"`
+	MachineCPUPerGB    float64 `json:"machine_cpu_s_per_gb"`
+}
+
+// Cluster is the result of BenchmarkClusterThroughput.
+type Cluster struct {
+	Env        Env   `json:"env"`
+	Buckets    int   `json:"buckets"`
+	Columns    int   `json:"columns"`
+	BatchRows  int   `json:"batch_rows"`
+	BatchBytes int64 `json:"batch_bytes"`
+	// Runs holds the best (fastest) sample of each frontend count, by
+	// count; Samples every run in the order measured.
+	Runs    []ClusterRun `json:"runs"`
+	Samples []ClusterRun `json:"samples"`
 }
 
 // OutDir returns $STROM_BENCH_OUT or def, created.

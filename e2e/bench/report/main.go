@@ -1,6 +1,6 @@
 // Command report renders the JSON results of the system benchmarks
-// (e2e/bench_test.go) into a Markdown summary and PNG bar charts, drawn
-// with the standard library and basicfont.
+// (e2e/bench_test.go, e2e/cluster_bench_test.go) into a Markdown summary
+// and PNG bar charts, drawn with the standard library and basicfont.
 //
 //	cd e2e && go run ./bench/report -dir ../bench/results
 package main
@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/image/font"
@@ -138,10 +139,186 @@ func render(dir string) error {
 		}
 	}
 
+	if err := renderFailover(&md, dir); err != nil {
+		return err
+	}
+	if err := renderCluster(&md, dir); err != nil {
+		return err
+	}
+
 	if b, err := os.ReadFile(filepath.Join(dir, "services.txt")); err == nil && len(b) > 0 {
 		md.WriteString("## Microbenchmarks\n\n`go test -bench` of the services module: [services.txt](services.txt).\n")
 	}
 	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(md.String()), 0o644)
+}
+
+// renderFailover adds the section of BenchmarkFailover
+// (e2e/cluster_bench_test.go), if it ran.
+func renderFailover(md *strings.Builder, dir string) error {
+	var fo bench.Failover
+	if ok, err := bench.Read(dir, bench.FailoverFile, &fo); err != nil || !ok {
+		return err
+	}
+	md.WriteString("## Failover (3 frontends: kill -9 and SIGTERM)\n\n")
+	fmt.Fprintf(md, "Measured %s. %d frontends on one PostgreSQL catalog and one S3 bucket, with the defaults users get: lease TTL **%s** (renewed every %s), balance interval **%s**. "+
+		"A probe per bucket of a %d-bucket log table appends one durable row every %s, directly through a frontend that stays up. "+
+		"A kill round kills (SIGKILL) a frontend that leads buckets and measures, for each bucket it led, kill → the ack of the first append sent after the kill; "+
+		"then it restarts the frontend (same id and data directory) and waits until the leases are balanced again. "+
+		"A SIGTERM round measures, for each bucket the stopped frontend led, the longest time between two acks. Milliseconds.\n\n",
+		fo.Env.Time.Format("2006-01-02 15:04 UTC"), fo.Frontends, fo.LeaseTTL, fo.LeaseRenew, fo.BalanceInterval, fo.Buckets, fo.ProbeEvery)
+	pct := func(p bench.Percentiles) string {
+		return fmt.Sprintf("%.0f / %.0f / %.0f / %.0f (n=%d)", p.P50, p.P90, p.P99, p.Max, p.N)
+	}
+	md.WriteString("| metric | p50 / p90 / p99 / max |\n|---|---:|\n")
+	fmt.Fprintf(md, "| **kill -9 → first durable ack** of each bucket the killed frontend led | **%s** |\n", pct(fo.Failover))
+	fmt.Fprintf(md, "| … of which until its lease and its membership expired (catalog times read just before the kill) | %s |\n", pct(fo.ExpiryWait))
+	fmt.Fprintf(md, "| … of which after that: re-reading the leaders, the takeover, the probe's own durable append | %s |\n", pct(fo.AfterExpiry))
+	fmt.Fprintf(md, "| takeover, `strom_bucket_takeover_duration_seconds` of the survivors (mean exact, percentiles from the histogram) | mean %.1f, p50 ≈ %.1f, p99 ≈ %.1f (n=%d) |\n",
+		fo.Takeover.MeanMs, fo.Takeover.P50Ms, fo.Takeover.P99Ms, fo.Takeover.N)
+	fmt.Fprintf(md, "| probe appends that failed during the failovers (retried at the next tick) | %d %s |\n", fo.FailedAttempts, codes(fo.Codes))
+	fmt.Fprintf(md, "| **SIGTERM: longest gap between two acks** of each bucket the stopped frontend led | **%s** |\n", pct(fo.Handoff))
+	fmt.Fprintf(md, "| without a fault: longest gap of any bucket in the 2.5 s before each SIGTERM | %s |\n", pct(fo.BaselineGap))
+	fmt.Fprintf(md, "| SIGTERM → exit (the drain) | %s |\n", pct(fo.Drain))
+	fmt.Fprintf(md, "| probe appends that failed during the SIGTERM rounds | %d %s |\n", fo.HandoffFailedAttempts, codes(fo.HandoffCodes))
+	fmt.Fprintf(md, "| restarted frontend taking its share back (handoffs): longest gap of a bucket handed to it | %s |\n\n", pct(fo.RejoinGap))
+	var memberWait []float64
+	for _, r := range fo.Rounds {
+		if r.Kind == "kill" {
+			memberWait = append(memberWait, r.MemberWaitMs)
+		}
+	}
+	fmt.Fprintf(md, "Failover ≈ lease TTL + balance interval + takeover is the bound. A survivor takes a bucket over only once the dead frontend's lease has expired and so has its membership "+
+		"(a heartbeat every balance interval, the same TTL): here %.0f ms after the kill (p50; the TTL minus the time since the last renewal or heartbeat; the membership alone expired after %s ms). "+
+		"The rest took %.0f ms (p50, max %.0f): a sender whose forward fails re-reads the leaders at once, so it does not wait for a balance round; the takeover itself (%s); "+
+		"and the probe's own durable append (the flush interval is 50 ms). A SIGTERM hands the buckets over instead (flush, commit, release): no lease wait, and the longest gap stays at the no-fault level.\n\n",
+		fo.ExpiryWait.P50, joinMs(memberWait), fo.AfterExpiry.P50, fo.AfterExpiry.Max, takeoverNote(fo))
+	md.WriteString("| round | signal | frontend | buckets | per bucket | expiry wait | failed appends | takeovers (mean) | drain | restart → balanced | rejoin gap |\n|---:|---|---|---|---|---|---:|---|---:|---:|---:|\n")
+	for i, r := range fo.Rounds {
+		takeovers, drain := "", ""
+		if r.Kind == "kill" {
+			takeovers = fmt.Sprintf("%d (%.1f)", r.Takeovers, r.TakeoverMeanMs)
+		} else {
+			drain = fmt.Sprintf("%.0f", r.DrainMs)
+		}
+		fmt.Fprintf(md, "| %d | %s | %s | %v | %s | %s | %d | %s | %s | %.0f | %.0f |\n", i+1, map[string]string{"kill": "SIGKILL", "term": "SIGTERM"}[r.Kind], r.Frontend,
+			r.Buckets, joinMs(r.Ms), joinMs(r.ExpiryWaitMs), r.FailedAttempts, takeovers, drain, r.RejoinMs, r.RejoinGapMs)
+	}
+	md.WriteString("\n![failover](failover.png)\n\n")
+	return savePNG(filepath.Join(dir, "failover.png"), barChart(chart{
+		title: "Failover: time without acks per bucket (ms)", ylabel: "ms", fmt: "%.0f",
+		cats: []string{"kill -9 -> first ack", "until lease+member expiry", "after expiry", "SIGTERM handoff gap", "no-fault gap"},
+		series: []series{
+			{"p50", []float64{fo.Failover.P50, fo.ExpiryWait.P50, fo.AfterExpiry.P50, fo.Handoff.P50, fo.BaselineGap.P50}, palette[0]},
+			{"max", []float64{fo.Failover.Max, fo.ExpiryWait.Max, fo.AfterExpiry.Max, fo.Handoff.Max, fo.BaselineGap.Max}, palette[2]},
+		},
+	}))
+}
+
+// renderCluster adds the section of BenchmarkClusterThroughput
+// (e2e/cluster_bench_test.go), if it ran.
+func renderCluster(md *strings.Builder, dir string) error {
+	var cl bench.Cluster
+	if ok, err := bench.Read(dir, bench.ClusterFile, &cl); err != nil || !ok || len(cl.Runs) == 0 {
+		return err
+	}
+	md.WriteString("## Cluster ingest throughput (1, 2, 3 frontends)\n\n")
+	fmt.Fprintf(md, "Measured %s on %d CPUs shared by every process. %d writers append BenchmarkIngest's Arrow batches (%d rows × %d columns, %s) with durable acks to a %d-bucket log table, each request sent directly to the next frontend in turn; "+
+		"about %s per run. Frontend counts are measured in the order %s (frontends started, or stopped with SIGTERM, one at a time; each run after the leases are balanced), and the table shows the faster run of each count. The table has no bucket key, so the receiving frontend sends each request whole to one bucket picked in turn, "+
+		"and with n frontends (n−1)/n of the requests are forwarded to that bucket's leader. CPU seconds are from /proc.\n\n",
+		cl.Env.Time.Format("2006-01-02 15:04 UTC"), cl.Env.CPUs, cl.Runs[0].Writers, cl.BatchRows, cl.Columns, mib(float64(cl.BatchBytes)), cl.Buckets, mib(float64(cl.Runs[0].Bytes)), sampleOrder(cl))
+	md.WriteString("| frontends | MB/s | rows/s | × 1 frontend | ack p50 / p99 ms | forwarded | segment PUTs (avg) | strom CPUs used | CPU s: strom | bench process (clients, S3 proxy) | versitygw | PostgreSQL | other processes | machine busy | strom CPU-s per GB | machine CPU-s per GB |\n")
+	md.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var cats []string
+	var mbs []float64
+	for _, r := range cl.Runs {
+		avgPut := 0.0
+		if r.ObjStore.Puts > 0 {
+			avgPut = float64(r.ObjStore.PutBytes) / float64(r.ObjStore.Puts)
+		}
+		fmt.Fprintf(md, "| %d | %.1f | %.0f | %.2f | %.0f / %.0f | %.0f%% | %d (%s) | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f s (%.0f%%) | %.1f | %.1f |\n",
+			r.Frontends, r.MBps, r.RowsPerSec, r.Ratio, r.Ack.P50, r.Ack.P99, 100*r.Forwarded, r.ObjStore.Puts, mib(avgPut), r.StromCPUSeconds/r.Seconds, r.StromCPUSeconds, r.BenchCPUSeconds, r.S3CPUSeconds,
+			r.PostgresCPUSeconds, r.OtherCPUSeconds, r.MachineCPUSeconds, 100*r.MachineUtil, r.StromCPUPerGB, r.MachineCPUPerGB)
+		cats = append(cats, fmt.Sprintf("%d frontend(s)", r.Frontends))
+		mbs = append(mbs, r.MBps)
+	}
+	var samples []string
+	for _, r := range cl.Samples {
+		samples = append(samples, fmt.Sprintf("%d: %.1f MB/s (other processes %.1f CPU-s)", r.Frontends, r.MBps, r.OtherCPUSeconds))
+	}
+	if len(samples) > 0 {
+		fmt.Fprintf(md, "\nEvery run in the order measured: %s.\n", strings.Join(samples, "; "))
+	}
+	first, last := cl.Runs[0], cl.Runs[len(cl.Runs)-1]
+	var ratios []string
+	for _, r := range cl.Runs[1:] {
+		ratios = append(ratios, fmt.Sprintf("×%.2f with %d", r.Ratio, r.Frontends))
+	}
+	fmt.Fprintf(md, "\nWith one frontend strom used %.2f CPUs while the machine was %.0f%% busy: a frontend commits through one flush loop (encode a segment, PUT it, commit it, then the next), "+
+		"so a single frontend does not use both CPUs, and the %d writers, one request each in flight, wait for it (ack p50 %.0f ms). "+
+		"More frontends run more flush loops, but on the same %d CPUs, shared with versitygw, PostgreSQL and the clients: throughput %s; the machine %.0f%% busy with %d frontends. "+
+		"Spreading the work over more processes on one machine costs CPU: strom %.1f CPU-s per GB with one frontend, %.1f with %d (forwarding %.0f%% of the requests over the internal API; %d segment PUTs instead of %d). "+
+		"Frontends on machines of their own would add CPU.",
+		first.StromCPUSeconds/first.Seconds, 100*first.MachineUtil, first.Writers, first.Ack.P50, cl.Env.CPUs, strings.Join(ratios, ", "),
+		100*last.MachineUtil, last.Frontends, first.StromCPUPerGB, last.StromCPUPerGB, last.Frontends, 100*last.Forwarded, last.ObjStore.Puts, first.ObjStore.Puts)
+	worst := 0.0
+	for _, r := range append(slices.Clone(cl.Runs), cl.Samples...) {
+		if r.MachineCPUSeconds > 0 {
+			worst = max(worst, r.OtherCPUSeconds/r.MachineCPUSeconds)
+		}
+	}
+	if worst > 0.1 {
+		fmt.Fprintf(md, " Other processes (not this benchmark's) used up to %.0f%% of the machine's busy CPU time during a run, which depresses throughput and its ratios; strom CPU-s per GB does not depend on it.", 100*worst)
+	}
+	md.WriteString("\n\n")
+	md.WriteString("![cluster throughput](cluster.png)\n\n")
+	return savePNG(filepath.Join(dir, "cluster.png"), barChart(chart{
+		title: "Durable ingest through 1, 2, 3 frontends on one machine", ylabel: "MB/s", cats: cats, fmt: "%.1f",
+		series: []series{{"MB/s", mbs, palette[0]}},
+	}))
+}
+
+func sampleOrder(cl bench.Cluster) string {
+	if len(cl.Samples) == 0 {
+		return "1, 2, 3"
+	}
+	s := make([]string, len(cl.Samples))
+	for i, r := range cl.Samples {
+		s[i] = fmt.Sprint(r.Frontends)
+	}
+	return strings.Join(s, ", ")
+}
+
+// takeoverNote says what the takeover metric saw of the failovers.
+func takeoverNote(fo bench.Failover) string {
+	why := "it observes only the takeovers the balancer starts, not a bucket the write path acquires first when a forwarded write arrives"
+	if fo.Takeover.N == 0 {
+		return fmt.Sprintf("the metric saw none of the %d takeovers: %s", fo.Failover.N, why)
+	}
+	return fmt.Sprintf("mean %.1f ms; the metric saw %d of the %d takeovers: %s", fo.Takeover.MeanMs, fo.Takeover.N, fo.Failover.N, why)
+}
+
+func joinMs(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func codes(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return "(" + strings.Join(s, ", ") + ")"
 }
 
 func gzSuffix(c string) string {
