@@ -186,7 +186,17 @@ func checkPK(t *testing.T, rc stromv1connect.ReadServiceClient, m pkModel) {
 			}
 		}
 	}
-	lk, err := rc.Lookup(ctx, connect.NewRequest(&stromv1.LookupRequest{Database: "e2e", Table: "pk", Keys: keys}))
+	// Right after a restart with a wiped data directory the buckets wait
+	// for the dead process's leases to expire: unavailable, as a client
+	// retrying would see.
+	var lk *connect.Response[stromv1.LookupResponse]
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		lk, err = rc.Lookup(ctx, connect.NewRequest(&stromv1.LookupRequest{Database: "e2e", Table: "pk", Keys: keys}))
+		if connect.CodeOf(err) != connect.CodeUnavailable || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("lookup: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,7 +67,7 @@ type FrontendConfig struct {
 
 // RegisterFlags registers the frontend settings under prefix.
 func (c *FrontendConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
-	f.StringVar(&c.ID, prefix+"id", "", "Id of this frontend in bucket leases (default <hostname>-<random>, new at every start).")
+	f.StringVar(&c.ID, prefix+"id", "", "Id of this frontend in bucket leases and the member list (default <hostname>-<random>, kept in <data-dir>/frontend-id so that a restart with the same data directory keeps it).")
 	f.DurationVar(&c.LeaseTTL, prefix+"lease-ttl", 10*time.Second, "How long a bucket lease lasts without renewal; another frontend takes the bucket after it.")
 	f.DurationVar(&c.LeaseRenew, prefix+"lease-renew-interval", 3*time.Second, "How often held bucket leases are renewed.")
 	f.StringVar(&c.AdvertiseAddress, prefix+"advertise-address", "", "host:port at which other frontends reach this one's internal listener (default: the bound -server.internal-listen-address, with the host name when it binds every interface). In Kubernetes use the pod IP.")
@@ -246,17 +247,33 @@ func (c *Config) applyDerivedDefaults() {
 
 }
 
-// frontendID is the configured frontend id, or a new one made of the host
-// name and a random suffix.
-func (c *Config) frontendID() string {
+// frontendID is the configured frontend id, else the one kept in the data
+// directory from an earlier start, else a new one made of the host name
+// and a random suffix, kept there. A frontend that restarts with its data
+// directory thus keeps its id: it still holds its unexpired leases and
+// takes its buckets back at once, instead of waiting for them to expire.
+func (c *Config) frontendID(logger *slog.Logger) string {
 	if c.Frontend.ID != "" {
 		return c.Frontend.ID
+	}
+	file := filepath.Join(c.DataDir, "frontend-id")
+	if b, err := os.ReadFile(file); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id
+		}
 	}
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "strom"
 	}
-	return host + "-" + uuid.NewString()[:8]
+	id := host + "-" + uuid.NewString()[:8]
+	if err := os.MkdirAll(c.DataDir, 0o755); err == nil {
+		err = os.WriteFile(file, []byte(id+"\n"), 0o644)
+		if err != nil {
+			logger.Warn("could not keep the frontend id in the data directory; the next start gets a new one", slog.Any("err", err))
+		}
+	}
+	return id
 }
 
 // embeddedCatalogDir is where the embedded catalog lives.
