@@ -12,6 +12,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/util"
+	"github.com/apache/iceberg-go/table"
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/tiering/lake"
@@ -26,9 +27,11 @@ type Source interface {
 	// Batches may begin before from and end after to (the Tierer uses only
 	// the rows in [from, to)), but together they must cover [from, to)
 	// without a gap. A batch has the columns of the schema version it was
-	// written with. fn may keep a batch by retaining it; the Source must
-	// not change a batch's buffers afterwards. Read stops at, and returns,
-	// fn's first error. Read may be called concurrently.
+	// written with; a primary-key table's batches are its changelog, with
+	// the ChangeTypeColumn after the table's columns. fn may keep a batch
+	// by retaining it; the Source must not change a batch's buffers
+	// afterwards. Read stops at, and returns, fn's first error. Read may be
+	// called concurrently.
 	Read(ctx context.Context, t catalog.Table, b catalog.BucketID, from, to int64,
 		fn func(rec arrow.RecordBatch, base int64, ts time.Time) error) error
 }
@@ -54,15 +57,17 @@ type Catalog interface {
 
 var _ Catalog = catalog.Store(nil)
 
-// ErrPrimaryKey: the table is a primary-key table, which the Tierer does
-// not tier yet.
-var ErrPrimaryKey = errors.New("tiering: primary-key tables are not tiered yet")
+// ErrPrimaryKey: the table is a primary-key table that the Tierer cannot
+// tier: a primary-key column is FLOAT, DOUBLE or a timestamp with more
+// than microsecond precision (lake.ErrUnsupportedKey says which).
+var ErrPrimaryKey = errors.New("tiering: primary-key table cannot be tiered")
 
 // Defaults of Config.
 const (
-	DefaultInterval      = 5 * time.Second
-	DefaultMaxRoundRows  = 4 << 20
-	DefaultMaxRoundBytes = 256 << 20
+	DefaultInterval           = 5 * time.Second
+	DefaultMaxRoundRows       = 4 << 20
+	DefaultMaxRoundBytes      = 256 << 20
+	DefaultCompactAfterDeltas = 20
 )
 
 // Config configures a Tierer.
@@ -74,6 +79,12 @@ type Config struct {
 	// the next round, right after. Bytes are uncompressed Arrow bytes.
 	MaxRoundRows  int64 `yaml:"max_round_rows"`
 	MaxRoundBytes int64 `yaml:"max_round_bytes"`
+	// CompactAfterDeltas: once a primary-key table's lake table has this
+	// many snapshots with delete files since its last compaction, the
+	// round that made it so compacts it (lake.Compact: the partitions with
+	// deletes rewritten, the deletes dropped). Negative: never. It has no
+	// flag yet (adding one changes the server's --help golden files).
+	CompactAfterDeltas int `yaml:"compact_after_deltas"`
 
 	// Claims selects the tables to tier; nil tiers every lake table.
 	Claims Claims `yaml:"-"`
@@ -103,6 +114,9 @@ func (c Config) Validate() error {
 	if c.MaxRoundBytes < 0 {
 		return fmt.Errorf("tiering: max_round_bytes %d must be > 0", c.MaxRoundBytes)
 	}
+	if c.CompactAfterDeltas < -1 {
+		return fmt.Errorf("tiering: compact_after_deltas %d must be > 0, or -1 for never", c.CompactAfterDeltas)
+	}
 	return nil
 }
 
@@ -111,9 +125,18 @@ type TierStats struct {
 	TableID  int64
 	Database string
 	Table    string
-	// Rows and Bytes (uncompressed Arrow) tiered; Buckets advanced.
+	// Rows and Bytes (uncompressed Arrow) tiered; Buckets advanced. For
+	// a primary-key table Rows counts changelog rows.
 	Rows, Bytes int64
 	Buckets     int
+	// Upserted and Deleted, for a primary-key table: the rows written
+	// (the last row of every key whose last change in the round inserted
+	// or updated it) and the keys written as equality deletes (every key
+	// the round touched that may have had a row in the lake).
+	Upserted, Deleted int64
+	// Compaction is the snapshot of the compaction that followed the
+	// round (see Config.CompactAfterDeltas); 0 if none.
+	Compaction int64
 	// Lag is how far the lake was behind: now minus the commit time of the
 	// oldest record tiered in this round; zero when it tiered none.
 	Lag time.Duration
@@ -131,10 +154,12 @@ type TierStats struct {
 	Err error
 }
 
-// Tierer copies the committed records of lake-enabled log tables into
-// their Iceberg tables. Records are tiered exactly once: the Iceberg
-// snapshot summary records the offsets it holds (strom.offsets), every
-// round starts from them, and the catalog's tiered offsets follow Iceberg.
+// Tierer copies the committed records of lake-enabled tables into their
+// Iceberg tables: a log table's records as rows, a primary-key table's
+// changelog as merge-on-read row deltas (equality deletes and new rows).
+// Records are tiered exactly once: the Iceberg snapshot summary records the
+// offsets it holds (strom.offsets), every round starts from them, and the
+// catalog's tiered offsets follow Iceberg.
 type Tierer struct {
 	cfg   Config
 	store Catalog
@@ -152,7 +177,7 @@ type tableState struct {
 	mu        sync.Mutex // one round at a time
 	caughtUp  time.Time  // start of the last round that left nothing behind
 	rotation  int        // first bucket of the next round, for fairness
-	skipNoted bool       // the primary-key skip was logged; guarded by Tierer.mu
+	skipNoted bool       // the unsupported-key skip was logged; guarded by Tierer.mu
 }
 
 // New returns a Tierer. Run starts it.
@@ -168,6 +193,9 @@ func New(cfg Config, store Catalog, lk *lake.Lake, src Source) (*Tierer, error) 
 	}
 	if cfg.MaxRoundBytes == 0 {
 		cfg.MaxRoundBytes = DefaultMaxRoundBytes
+	}
+	if cfg.CompactAfterDeltas == 0 {
+		cfg.CompactAfterDeltas = DefaultCompactAfterDeltas
 	}
 	if store == nil || lk == nil || src == nil {
 		return nil, errors.New("tiering: New needs a catalog, a lake and a source")
@@ -225,14 +253,14 @@ func (t *Tierer) RunOnce(ctx context.Context) error {
 		}
 		id := lt.Table.ID
 		st := t.state(id)
-		if lt.Table.IsPrimaryKey() {
+		if err := lake.CheckPrimaryKey(lt.Table); err != nil {
 			t.mu.Lock()
 			noted := st.skipNoted
 			st.skipNoted = true
 			t.mu.Unlock()
 			if !noted {
-				t.log.Info("tiering: skipping primary-key table; only log tables are tiered yet",
-					"database", lt.Table.Database, "table", lt.Table.Name)
+				t.log.Info("tiering: skipping primary-key table whose key cannot be tiered",
+					"database", lt.Table.Database, "table", lt.Table.Name, "err", err)
 			}
 			continue
 		}
@@ -277,9 +305,13 @@ func (t *Tierer) Tier(ctx context.Context, tableID int64) (TierStats, error) {
 	case err != nil:
 		t.log.Error("tiering: round failed", append(attrs, "err", err)...)
 	case stats.Rows > 0 || stats.Reconciled > 0:
-		t.log.Info("tiering: tiered", append(attrs, "rows", stats.Rows, "bytes", stats.Bytes, "buckets", stats.Buckets,
+		attrs = append(attrs, "rows", stats.Rows, "bytes", stats.Bytes, "buckets", stats.Buckets,
 			"lag", stats.Lag, "duration", stats.Duration, "snapshot", stats.SnapshotID,
-			"reconciled", stats.Reconciled, "more", stats.More)...)
+			"reconciled", stats.Reconciled, "more", stats.More)
+		if stats.Upserted > 0 || stats.Deleted > 0 || stats.Compaction != 0 {
+			attrs = append(attrs, "upserted", stats.Upserted, "deleted", stats.Deleted, "compaction", stats.Compaction)
+		}
+		t.log.Info("tiering: tiered", attrs...)
 	}
 	if t.cfg.OnTier != nil && (err != nil || stats.Rows > 0 || stats.Reconciled > 0) {
 		t.cfg.OnTier(stats)
@@ -299,9 +331,10 @@ func (t *Tierer) tier(ctx context.Context, tableID int64, st *tableState) (TierS
 	}
 	stats.Database, stats.Table = tbl.Database, tbl.Name
 	name := tbl.Database + "." + tbl.Name
-	if tbl.IsPrimaryKey() {
-		return stats, fmt.Errorf("%w: %s", ErrPrimaryKey, name)
+	if err := lake.CheckPrimaryKey(tbl); err != nil {
+		return stats, fmt.Errorf("%w: %w", ErrPrimaryKey, err)
 	}
+	pk := tbl.IsPrimaryKey()
 
 	// What the catalog says is left to tier. NextOffset is fixed here: the
 	// round reads no further, however much is committed meanwhile.
@@ -378,17 +411,14 @@ func (t *Tierer) tier(ctx context.Context, tableID int64, st *tableState) (TierS
 	}
 	conv := newConverter(schema)
 	var (
-		recs    []arrow.RecordBatch
+		recs    []arrow.RecordBatch // converted batches, in read order
+		chunks  []changeChunk       // the same with their change types, for a primary-key table
 		offsets = map[catalog.BucketID]int64{}
 		oldest  time.Time
 	)
-	defer func() {
-		for _, r := range recs {
-			r.Release()
-		}
-	}()
+	defer func() { release(recs) }()
 	full := func() bool { return stats.Rows >= t.cfg.MaxRoundRows || stats.Bytes >= t.cfg.MaxRoundBytes }
-	for _, b := range pending {
+	for bi, b := range pending {
 		if full() {
 			stats.More = true
 			break
@@ -409,6 +439,13 @@ func (t *Tierer) tier(ctx context.Context, tableID int64, st *tableState) (TierS
 				return fmt.Errorf("offsets %d..%d: %w", base+lo, base+hi, err)
 			}
 			recs = append(recs, out)
+			if pk {
+				kinds, err := changeKinds(rec, lo, hi)
+				if err != nil {
+					return fmt.Errorf("offsets %d..%d: %w", base+lo, base+hi, err)
+				}
+				chunks = append(chunks, changeChunk{bucket: bi, rec: out, kinds: kinds})
+			}
 			stats.Rows += hi - lo
 			if n > 0 {
 				stats.Bytes += util.TotalRecordSize(rec) * (hi - lo) / n
@@ -440,13 +477,18 @@ func (t *Tierer) tier(ctx context.Context, tableID int64, st *tableState) (TierS
 		return stats, nil
 	}
 
-	snap, err := t.lake.Append(ctx, lt, recs, offsets)
+	var snap int64
+	if pk {
+		snap, err = t.commitDelta(ctx, tbl, lt, chunks, offsets, &stats)
+	} else {
+		snap, err = t.lake.Append(ctx, lt, recs, offsets)
+	}
 	switch {
 	case errors.Is(err, lake.ErrAlreadyCommitted):
 		// Another tierer was faster with the same records: record its
 		// snapshot; this round tiered nothing itself.
 		t.log.Info("tiering: another tierer committed the same records", "database", tbl.Database, "table", tbl.Name, "snapshot", snap)
-		stats.Rows, stats.Bytes = 0, 0
+		stats.Rows, stats.Bytes, stats.Upserted, stats.Deleted = 0, 0, 0, 0
 	case err != nil:
 		return stats, fmt.Errorf("tiering: %s: %w", name, err)
 	default:
@@ -461,5 +503,71 @@ func (t *Tierer) tier(ctx context.Context, tableID int64, st *tableState) (TierS
 	if err := t.store.SetTieredOffsets(ctx, record); err != nil {
 		return stats, fmt.Errorf("tiering: %s: record tiered offsets (snapshot %d holds them; the next round reconciles): %w", name, snap, err)
 	}
+	if pk && t.cfg.CompactAfterDeltas > 0 {
+		// lt is the table before this round's commit.
+		deltas := lake.DeltasSinceCompaction(lt)
+		if stats.Deleted > 0 {
+			deltas++
+		}
+		if deltas >= t.cfg.CompactAfterDeltas {
+			t.compact(ctx, tbl, &stats)
+		}
+	}
 	return stats, nil
+}
+
+// commitDelta collapses a primary-key table's changelog chunks by key and
+// commits the result to the lake table lt.
+func (t *Tierer) commitDelta(ctx context.Context, tbl catalog.Table, lt *table.Table, chunks []changeChunk, offsets map[catalog.BucketID]int64, stats *TierStats) (int64, error) {
+	delSchema, err := lake.DeleteSchema(lt)
+	if err != nil {
+		return 0, err
+	}
+	schema, err := lake.ArrowSchema(lt)
+	if err != nil {
+		return 0, err
+	}
+	keyCols := make([]int, 0, len(tbl.Schema.PrimaryKey))
+	for _, k := range tbl.Schema.PrimaryKey {
+		idx := schema.FieldIndices(k)
+		if len(idx) == 0 {
+			return 0, fmt.Errorf("primary-key column %q is not in the lake table", k)
+		}
+		keyCols = append(keyCols, idx[0])
+	}
+	d, cs, err := collapse(ctx, chunks, keyCols, delSchema)
+	if err != nil {
+		return 0, fmt.Errorf("collapse the changelog: %w", err)
+	}
+	defer release(d.Rows)
+	defer release(d.Deletes)
+	stats.Upserted, stats.Deleted = cs.rows, cs.deletes
+	return t.lake.CommitDelta(ctx, lt, d, offsets)
+}
+
+// compact compacts a primary-key table's lake table after a round. A
+// failure is logged, not returned: the round itself succeeded, and the
+// next round tries again.
+func (t *Tierer) compact(ctx context.Context, tbl catalog.Table, stats *TierStats) {
+	attrs := []any{"database", tbl.Database, "table", tbl.Name}
+	lt, err := t.lake.EnsureTable(ctx, tbl)
+	if err != nil {
+		t.log.Warn("tiering: compaction: load the lake table", append(attrs, "err", err)...)
+		return
+	}
+	start := t.now()
+	cs, err := t.lake.Compact(ctx, lt)
+	if errors.Is(err, lake.ErrConflict) {
+		t.log.Info("tiering: compaction lost a race with another commit; retrying after the next round", append(attrs, "err", err)...)
+		return
+	}
+	if err != nil {
+		t.log.Warn("tiering: compaction failed; retrying after the next round", append(attrs, "err", err)...)
+		return
+	}
+	stats.Compaction = cs.SnapshotID
+	t.log.Info("tiering: compacted", append(attrs, "snapshot", cs.SnapshotID, "partitions", cs.Partitions,
+		"data_files_removed", cs.RemovedDataFiles, "data_files_added", cs.AddedDataFiles,
+		"delete_files_removed", cs.RemovedDeleteFiles, "bytes_before", cs.BytesBefore, "bytes_after", cs.BytesAfter,
+		"duration", t.now().Sub(start))...)
 }

@@ -122,40 +122,70 @@ func (l *Lake) Offsets(_ context.Context, tbl *table.Table) (map[catalog.BucketI
 // outcome unknown keeps the data files (they may belong to a commit) and
 // names them in the error; the next Offsets tells what was committed.
 func (l *Lake) Append(ctx context.Context, tbl *table.Table, recs []arrow.RecordBatch, offsets map[catalog.BucketID]int64) (int64, error) {
+	const op = "append to"
 	ident := strings.Join(tbl.Identifier(), ".")
 	if len(recs) == 0 || len(offsets) == 0 {
-		return 0, fmt.Errorf("lake: append to %s: no records or no offsets", ident)
+		return 0, fmt.Errorf("lake: %s %s: no records or no offsets", op, ident)
 	}
-	tid, err := tableID(tbl)
+	base, baseSnap, err := checkOffsets(tbl, op, offsets)
 	if err != nil {
 		return 0, err
+	}
+	if err := checkRecords(tbl, recs); err != nil {
+		return 0, fmt.Errorf("lake: %s %s: %w", op, ident, err)
+	}
+	files, err := writeFiles(ctx, tbl, recs)
+	if err != nil {
+		return 0, fmt.Errorf("lake: %s %s: write data files: %w", op, ident, err)
+	}
+	return l.commit(ctx, tbl, op, staged{data: files}, base, baseSnap, offsets)
+}
+
+// checkOffsets checks that offsets name buckets of tbl's Strom table and
+// advance every one of them beyond tbl's strom.offsets, and returns those
+// and the current snapshot's id.
+func checkOffsets(tbl *table.Table, op string, offsets map[catalog.BucketID]int64) (map[catalog.BucketID]int64, int64, error) {
+	ident := strings.Join(tbl.Identifier(), ".")
+	tid, err := tableID(tbl)
+	if err != nil {
+		return nil, 0, err
 	}
 	base, baseSnap, err := offsetsOf(tbl)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	for b, o := range offsets {
 		if b.TableID != tid {
-			return 0, fmt.Errorf("lake: append to %s: %s is not a bucket of table %d", ident, b, tid)
+			return nil, 0, fmt.Errorf("lake: %s %s: %s is not a bucket of table %d", op, ident, b, tid)
 		}
 		if o <= base[b] {
-			return 0, fmt.Errorf("lake: append to %s: %s: offset %d does not advance the lake's %d", ident, b, o, base[b])
+			return nil, 0, fmt.Errorf("lake: %s %s: %s: offset %d does not advance the lake's %d", op, ident, b, o, base[b])
 		}
 	}
-	if err := checkRecords(tbl, recs); err != nil {
-		return 0, fmt.Errorf("lake: append to %s: %w", ident, err)
-	}
+	return base, baseSnap, nil
+}
 
-	files, err := writeFiles(ctx, tbl, recs)
-	if err != nil {
-		return 0, fmt.Errorf("lake: append to %s: write data files: %w", ident, err)
-	}
+// staged are the files of one commit, written but not committed.
+type staged struct {
+	data    []iceberg.DataFile // data files
+	deletes []iceberg.DataFile // equality-delete files
+}
+
+func (s staged) all() []iceberg.DataFile { return slices.Concat(s.data, s.deletes) }
+
+// commit commits files in one snapshot on top of tbl, whose strom.offsets
+// are base (snapshot baseSnap), with the offsets merged in; see Append for
+// what happens when another writer committed meanwhile. op names the
+// operation in errors.
+func (l *Lake) commit(ctx context.Context, tbl *table.Table, op string, files staged, base map[catalog.BucketID]int64, baseSnap int64, offsets map[catalog.BucketID]int64) (int64, error) {
+	ident := strings.Join(tbl.Identifier(), ".")
+	all := files.all()
 	commitID := uuid.NewString()
 	cur := tbl
 	for attempt := 1; ; attempt++ {
 		curOffsets, _, err := offsetsOf(cur)
 		if err != nil {
-			return 0, abandon(tbl, files, err)
+			return 0, abandon(tbl, all, err)
 		}
 		merged := maps.Clone(curOffsets)
 		for b, o := range offsets {
@@ -169,8 +199,8 @@ func (l *Lake) Append(ctx context.Context, tbl *table.Table, recs []arrow.Record
 		// The outcome is unknown until the table says otherwise.
 		fresh, err := l.cat.LoadTable(ctx, cur.Identifier())
 		if err != nil {
-			return 0, fmt.Errorf("lake: append to %s: commit: %w; reload: %w; data files %v are orphans unless the commit landed",
-				ident, commitErr, err, paths(files))
+			return 0, fmt.Errorf("lake: %s %s: commit: %w; reload: %w; files %v are orphans unless the commit landed",
+				op, ident, commitErr, err, paths(all))
 		}
 		if id, ok := findCommit(fresh, commitID, baseSnap); ok {
 			return id, nil // the commit landed after all
@@ -178,44 +208,64 @@ func (l *Lake) Append(ctx context.Context, tbl *table.Table, recs []arrow.Record
 		if sameHead(fresh, cur) {
 			// Nothing changed, so this was no conflict: keep the files, the
 			// commit's fate may yet be unknown (a lost connection).
-			return 0, fmt.Errorf("lake: append to %s: commit: %w (data files %v may be orphans)", ident, commitErr, paths(files))
+			return 0, fmt.Errorf("lake: %s %s: commit: %w (files %v may be orphans)", op, ident, commitErr, paths(all))
 		}
 		// Another writer moved the table; ours cannot land any more (the
 		// catalog compares metadata locations) and is not in the history.
 		freshOffsets, _, err := offsetsOf(fresh)
 		if err != nil {
-			return 0, abandon(tbl, files, err)
+			return 0, abandon(tbl, all, err)
 		}
 		switch classify(freshOffsets, base, offsets) {
 		case covered:
 			if head := fresh.CurrentSnapshot(); head != nil {
-				if err := removeFiles(tbl, files); err != nil {
-					l.log.Warn("lake: could not remove the data files of a superseded append", "table", ident, "files", paths(files), "err", err)
+				if err := removeFiles(tbl, all); err != nil {
+					l.log.Warn("lake: could not remove the files of a superseded commit", "table", ident, "files", paths(all), "err", err)
 				}
 				return head.SnapshotID, ErrAlreadyCommitted
 			}
-			return 0, abandon(tbl, files, fmt.Errorf("lake: append to %s: table lost its snapshots", ident))
+			return 0, abandon(tbl, all, fmt.Errorf("lake: %s %s: table lost its snapshots", op, ident))
 		case partial:
-			return 0, abandon(tbl, files, fmt.Errorf("%w: %s: committed offsets %s overlap the append's %s (based on %s)",
-				ErrConflict, ident, EncodeOffsets(freshOffsets), EncodeOffsets(offsets), EncodeOffsets(base)))
+			return 0, abandon(tbl, all, fmt.Errorf("%w: %s: committed offsets %s overlap the %s's %s (based on %s)",
+				ErrConflict, ident, EncodeOffsets(freshOffsets), strings.TrimSuffix(op, " to"), EncodeOffsets(offsets), EncodeOffsets(base)))
 		}
 		if attempt == maxCommitAttempts {
-			return 0, abandon(tbl, files, fmt.Errorf("lake: append to %s: gave up after %d conflicting commits: %w", ident, attempt, commitErr))
+			return 0, abandon(tbl, all, fmt.Errorf("lake: %s %s: gave up after %d conflicting commits: %w", op, ident, attempt, commitErr))
 		}
+		// The other writer left these buckets alone. Equality deletes
+		// stay right on top of its snapshot too: they are scoped to the
+		// partitions (buckets) of this commit.
 		cur = fresh
 	}
 }
 
-// commitFiles commits one append snapshot of files on top of tbl's current
+// commitFiles commits one snapshot of files on top of tbl's current
 // snapshot, failing, without iceberg-go's refresh-and-replay retry, if the
-// main branch moved: a replayed append would commit stale strom.offsets.
-func commitFiles(ctx context.Context, tbl *table.Table, files []iceberg.DataFile, props iceberg.Properties) (int64, error) {
+// main branch moved: a replayed commit would carry stale strom.offsets.
+// Without delete files it is an append; with them a row delta (Iceberg's
+// RowDelta: the data files and the delete files get the new snapshot's
+// sequence number, so the deletes apply to older data files only).
+func commitFiles(ctx context.Context, tbl *table.Table, files staged, props iceberg.Properties) (int64, error) {
 	txn := tbl.NewTransaction()
 	if err := txn.AssertRefSnapshotID(table.MainBranch); err != nil {
 		return 0, err
 	}
-	if err := txn.AddDataFiles(ctx, files, props, table.WithoutDuplicateCheck(), table.WithoutAutoNameMapping()); err != nil {
-		return 0, err
+	switch {
+	case len(files.data) == 0 && len(files.deletes) == 0:
+		// An empty append: a snapshot that only moves strom.offsets
+		// (AddDataFiles of nothing commits nothing). AddFiles sets the
+		// table's default name mapping if it has none.
+		if err := txn.AddFiles(ctx, nil, props, true); err != nil {
+			return 0, err
+		}
+	case len(files.deletes) == 0:
+		if err := txn.AddDataFiles(ctx, files.data, props, table.WithoutDuplicateCheck(), table.WithoutAutoNameMapping()); err != nil {
+			return 0, err
+		}
+	default:
+		if err := txn.NewRowDelta(props).AddRows(files.data...).AddDeletes(files.deletes...).Commit(ctx); err != nil {
+			return 0, err
+		}
 	}
 	committed, err := txn.Commit(ctx)
 	if err != nil {

@@ -1,8 +1,10 @@
 // Package lake is the Iceberg side of tiering: it keeps one Apache Iceberg
 // table per Strom table, in an Iceberg SQL catalog (the tables of the Java
 // JDBC catalog, in Strom's PostgreSQL) with Parquet data files in S3, and
-// commits appends whose snapshot summary records up to which offset each
-// bucket has been tiered ("strom.offsets").
+// commits appends (log tables) and row deltas of equality deletes and new
+// rows (primary-key tables, merge-on-read; Compact rewrites them away)
+// whose snapshot summary records up to which offset each bucket has been
+// tiered ("strom.offsets").
 //
 // The mapping of names, types, system columns and partitioning is described
 // in docs/lake.md; IcebergSchema and PartitionSpec implement it.
@@ -65,6 +67,12 @@ var (
 	// range an Append was about to commit. Nothing was committed; the
 	// caller re-reads the offsets (Offsets) and tiers from there.
 	ErrConflict = errors.New("lake: conflicting commit by another tierer")
+	// ErrUnsupportedKey: the table's primary key has a column that cannot
+	// be an Iceberg identifier field and equality-delete key without
+	// merging distinct keys: FLOAT, DOUBLE (Iceberg forbids them as
+	// identifiers), or TIMESTAMP(7..9) and TIMESTAMP_LTZ(7..9) (truncated
+	// to microseconds in the lake).
+	ErrUnsupportedKey = errors.New("lake: primary key cannot be tiered")
 )
 
 // S3Config locates the object store that holds the lake's files.

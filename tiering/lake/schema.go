@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -86,12 +87,42 @@ var systemColumns = []struct {
 	{ColumnTimestamp, iceberg.PrimitiveTypes.TimestampTz},
 }
 
+// CheckPrimaryKey reports whether t can be tiered as far as its primary key
+// goes: nil for a log table and for a primary-key table whose key columns
+// all map to Iceberg types that identify a row exactly; ErrUnsupportedKey
+// naming the column otherwise (FLOAT, DOUBLE, TIMESTAMP(7..9),
+// TIMESTAMP_LTZ(7..9)).
+func CheckPrimaryKey(t catalog.Table) error {
+	for _, k := range t.Schema.PrimaryKey {
+		i := slices.IndexFunc(t.Schema.Columns, func(c catalog.Column) bool { return c.Name == k })
+		if i < 0 {
+			return fmt.Errorf("%w: table %s.%s: primary-key column %q is not a column", ErrUnsupportedKey, t.Database, t.Name, k)
+		}
+		typ := t.Schema.Columns[i].Type
+		switch {
+		case typ.Kind == catalog.KindFloat || typ.Kind == catalog.KindDouble:
+			return fmt.Errorf("%w: table %s.%s: primary-key column %q is %s; Iceberg equality deletes cannot use floating-point columns",
+				ErrUnsupportedKey, t.Database, t.Name, k, typ)
+		case (typ.Kind == catalog.KindTimestamp || typ.Kind == catalog.KindTimestampLTZ) && typ.Precision > 6:
+			return fmt.Errorf("%w: table %s.%s: primary-key column %q is %s; the lake keeps microseconds, so distinct keys could merge",
+				ErrUnsupportedKey, t.Database, t.Name, k, typ)
+		}
+	}
+	return nil
+}
+
 // IcebergSchema returns the Iceberg schema of a new lake table for t: its
 // columns in order (NOT NULL columns required, the others optional), then
-// __bucket, __offset and __timestamp (required). Field ids are 1, 2, ...;
+// __bucket, __offset and __timestamp (required). For a primary-key table
+// the primary-key columns are the schema's identifier fields (see
+// CheckPrimaryKey for the keys that cannot be). Field ids are 1, 2, ...;
 // the catalog may assign others when it creates the table.
 func IcebergSchema(t catalog.Table) (*iceberg.Schema, error) {
+	if err := CheckPrimaryKey(t); err != nil {
+		return nil, err
+	}
 	fields := make([]iceberg.NestedField, 0, len(t.Schema.Columns)+len(systemColumns))
+	var identifiers []int
 	for _, c := range t.Schema.Columns {
 		typ, err := IcebergType(c.Type)
 		if err != nil {
@@ -99,10 +130,13 @@ func IcebergSchema(t catalog.Table) (*iceberg.Schema, error) {
 		}
 		fields = append(fields, iceberg.NestedField{ID: len(fields) + 1, Name: c.Name, Type: typ, Required: !c.Nullable})
 	}
+	for _, k := range t.Schema.PrimaryKey {
+		identifiers = append(identifiers, slices.IndexFunc(fields, func(f iceberg.NestedField) bool { return f.Name == k })+1)
+	}
 	for _, c := range systemColumns {
 		fields = append(fields, iceberg.NestedField{ID: len(fields) + 1, Name: c.name, Type: c.typ, Required: true})
 	}
-	return iceberg.NewSchema(0, fields...), nil
+	return iceberg.NewSchemaWithIdentifiers(0, identifiers, fields...), nil
 }
 
 // PartitionSpec returns the partition spec of a new lake table with schema
@@ -134,10 +168,15 @@ func PartitionSpec(t catalog.Table, sc *iceberg.Schema) (iceberg.PartitionSpec, 
 // EnsureTable returns the lake table of t, creating it (and its namespace)
 // when missing. An existing table is checked against t: it must carry t's
 // id (else ErrForeignTable), and every column it shares with t must have
-// t's type (else ErrSchemaMismatch); columns t gained since (AddColumns)
-// are added to the Iceberg schema as optional columns. Safe to call
-// concurrently, also from several processes.
+// t's type and its identifier fields must be t's primary key (else
+// ErrSchemaMismatch); columns t gained since (AddColumns) are added to the
+// Iceberg schema as optional columns. A primary key that cannot be tiered
+// is ErrUnsupportedKey. Safe to call concurrently, also from several
+// processes.
 func (l *Lake) EnsureTable(ctx context.Context, t catalog.Table) (*table.Table, error) {
+	if err := CheckPrimaryKey(t); err != nil {
+		return nil, err
+	}
 	ident := Identifier(t)
 	tbl, err := l.cat.LoadTable(ctx, ident)
 	if errors.Is(err, icecatalog.ErrNoSuchTable) || errors.Is(err, icecatalog.ErrNoSuchNamespace) {
@@ -223,7 +262,22 @@ func checkTable(t catalog.Table, tbl *table.Table) ([]catalog.Column, error) {
 			return nil, fmt.Errorf("%w: %s lacks the system column %s %s", ErrSchemaMismatch, ident, c.name, c.typ)
 		}
 	}
+	if got := identifierNames(sc); !slices.Equal(got, t.Schema.PrimaryKey) && (len(got) > 0 || len(t.Schema.PrimaryKey) > 0) {
+		return nil, fmt.Errorf("%w: %s has identifier fields %v, the Strom table's primary key is %v",
+			ErrSchemaMismatch, ident, got, t.Schema.PrimaryKey)
+	}
 	return missing, nil
+}
+
+// identifierNames returns the names of sc's identifier fields, in the
+// order of the schema's identifier-field-ids.
+func identifierNames(sc *iceberg.Schema) []string {
+	var out []string
+	for _, id := range sc.IdentifierFieldIDs {
+		name, _ := sc.FindColumnName(id)
+		out = append(out, name)
+	}
+	return out
 }
 
 // addColumns adds optional columns to the lake table in one commit.

@@ -1,0 +1,239 @@
+package tiering
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/strom-io/strom/tiering/lake"
+)
+
+// ChangeTypeColumn is the column of a primary-key table's changelog that
+// holds each row's change type (services/kv.ChangeTypeColumn): "+I"
+// (insert: the new row), "-U" (the row before an update), "+U" (the row
+// after it) or "-D" (the deleted row, whole).
+const ChangeTypeColumn = "_change_type"
+
+// changeKind is a change type of the changelog.
+type changeKind uint8
+
+const (
+	changeInsert       changeKind = iota + 1 // +I
+	changeUpdateBefore                       // -U
+	changeUpdateAfter                        // +U
+	changeDelete                             // -D
+)
+
+// changeKinds returns the change types of rows [lo, hi) of a changelog
+// batch.
+func changeKinds(rec arrow.RecordBatch, lo, hi int64) ([]changeKind, error) {
+	idx := rec.Schema().FieldIndices(ChangeTypeColumn)
+	if len(idx) == 0 {
+		return nil, fmt.Errorf("changelog batch has no %s column", ChangeTypeColumn)
+	}
+	col, ok := rec.Column(idx[0]).(*array.String)
+	if !ok {
+		return nil, fmt.Errorf("changelog column %s is %s, want utf8", ChangeTypeColumn, rec.Column(idx[0]).DataType())
+	}
+	out := make([]changeKind, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		if col.IsNull(int(i)) {
+			return nil, fmt.Errorf("row %d: %s is null", i, ChangeTypeColumn)
+		}
+		switch v := col.Value(int(i)); v {
+		case "+I":
+			out = append(out, changeInsert)
+		case "-U":
+			out = append(out, changeUpdateBefore)
+		case "+U":
+			out = append(out, changeUpdateAfter)
+		case "-D":
+			out = append(out, changeDelete)
+		default:
+			return nil, fmt.Errorf("row %d: unknown change type %q", i, v)
+		}
+	}
+	return out, nil
+}
+
+// changeChunk is a converted changelog batch (the lake table's Arrow
+// schema, system columns filled) of one bucket, with the change type of
+// each row.
+type changeChunk struct {
+	bucket int // distinguishes the round's buckets
+	rec    arrow.RecordBatch
+	kinds  []changeKind
+}
+
+// collapseStats counts what collapse produced.
+type collapseStats struct {
+	rows, deletes int64
+}
+
+// collapse turns a round's changelog into the lake delta: per key (per
+// bucket), the last change wins. A key whose last change is +I or +U gets
+// that row; a key that may have a row in the lake already — its first
+// change in the round is not +I, which the KV emits only for a key it does
+// not hold — gets a delete, so that its earlier row goes. -U rows change
+// nothing (the +U that follows does). keyCols are the indices of the
+// primary-key columns in the chunks' schema; deletes have delSchema, whose
+// columns are picked from the chunks by name. The caller releases the
+// delta's batches.
+func collapse(ctx context.Context, chunks []changeChunk, keyCols []int, delSchema *arrow.Schema) (lake.Delta, collapseStats, error) {
+	type keyState struct {
+		chunk, row  int
+		first, last changeKind
+	}
+	states := map[string]*keyState{}
+	var buf []byte
+	for ci, ch := range chunks {
+		for i, k := range ch.kinds {
+			if k == changeUpdateBefore {
+				continue
+			}
+			buf = binary.AppendUvarint(buf[:0], uint64(ch.bucket))
+			for _, c := range keyCols {
+				var err error
+				if buf, err = appendKey(buf, ch.rec.Column(c), i); err != nil {
+					return lake.Delta{}, collapseStats{}, fmt.Errorf("key column %q: %w", ch.rec.Schema().Field(c).Name, err)
+				}
+			}
+			st, ok := states[string(buf)]
+			if !ok {
+				st = &keyState{first: k}
+				states[string(buf)] = st
+			}
+			st.chunk, st.row, st.last = ci, i, k
+		}
+	}
+	keep := make([][]bool, len(chunks))
+	drop := make([][]bool, len(chunks))
+	for _, st := range states {
+		if st.last == changeInsert || st.last == changeUpdateAfter {
+			if keep[st.chunk] == nil {
+				keep[st.chunk] = make([]bool, len(chunks[st.chunk].kinds))
+			}
+			keep[st.chunk][st.row] = true
+		}
+		if st.first != changeInsert {
+			if drop[st.chunk] == nil {
+				drop[st.chunk] = make([]bool, len(chunks[st.chunk].kinds))
+			}
+			drop[st.chunk][st.row] = true
+		}
+	}
+
+	var (
+		d     lake.Delta
+		stats collapseStats
+	)
+	fail := func(err error) (lake.Delta, collapseStats, error) {
+		release(d.Rows)
+		release(d.Deletes)
+		return lake.Delta{}, collapseStats{}, err
+	}
+	for ci, ch := range chunks {
+		if keep[ci] != nil {
+			rows, err := filter(ctx, ch.rec, keep[ci])
+			if err != nil {
+				return fail(err)
+			}
+			d.Rows = append(d.Rows, rows)
+			stats.rows += rows.NumRows()
+		}
+		if drop[ci] != nil {
+			rows, err := filter(ctx, ch.rec, drop[ci])
+			if err != nil {
+				return fail(err)
+			}
+			del, err := project(rows, delSchema)
+			rows.Release()
+			if err != nil {
+				return fail(err)
+			}
+			d.Deletes = append(d.Deletes, del)
+			stats.deletes += del.NumRows()
+		}
+	}
+	return d, stats, nil
+}
+
+func release(recs []arrow.RecordBatch) {
+	for _, r := range recs {
+		r.Release()
+	}
+}
+
+// filter returns the rows of rec where mask is true.
+func filter(ctx context.Context, rec arrow.RecordBatch, mask []bool) (arrow.RecordBatch, error) {
+	b := array.NewBooleanBuilder(memory.DefaultAllocator)
+	defer b.Release()
+	b.AppendValues(mask, nil)
+	m := b.NewArray()
+	defer m.Release()
+	return compute.FilterRecordBatch(ctx, rec, m, compute.DefaultFilterOptions())
+}
+
+// project returns the columns of sc, picked from rec by name.
+func project(rec arrow.RecordBatch, sc *arrow.Schema) (arrow.RecordBatch, error) {
+	cols := make([]arrow.Array, 0, sc.NumFields())
+	for _, f := range sc.Fields() {
+		idx := rec.Schema().FieldIndices(f.Name)
+		if len(idx) == 0 {
+			return nil, fmt.Errorf("delete column %q is not in the table's records", f.Name)
+		}
+		col := rec.Column(idx[0])
+		if !arrow.TypeEqual(col.DataType(), f.Type) {
+			return nil, fmt.Errorf("delete column %q is %s, records have %s", f.Name, f.Type, col.DataType())
+		}
+		cols = append(cols, col)
+	}
+	return array.NewRecordBatch(sc, cols, rec.NumRows()), nil
+}
+
+// appendKey appends an unambiguous encoding of value i of a key column.
+func appendKey(buf []byte, a arrow.Array, i int) ([]byte, error) {
+	if a.IsNull(i) {
+		return nil, fmt.Errorf("row %d is null", i)
+	}
+	switch a := a.(type) {
+	case *array.Boolean:
+		if a.Value(i) {
+			return append(buf, 1), nil
+		}
+		return append(buf, 0), nil
+	case *array.Int32:
+		return binary.BigEndian.AppendUint32(buf, uint32(a.Value(i))), nil
+	case *array.Int64:
+		return binary.BigEndian.AppendUint64(buf, uint64(a.Value(i))), nil
+	case *array.Date32:
+		return binary.BigEndian.AppendUint32(buf, uint32(a.Value(i))), nil
+	case *array.Time64:
+		return binary.BigEndian.AppendUint64(buf, uint64(a.Value(i))), nil
+	case *array.Timestamp:
+		return binary.BigEndian.AppendUint64(buf, uint64(a.Value(i))), nil
+	case *array.Decimal128:
+		v := a.Value(i)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(v.HighBits()))
+		return binary.BigEndian.AppendUint64(buf, v.LowBits()), nil
+	case *array.String:
+		s := a.Value(i)
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		return append(buf, s...), nil
+	case *array.Binary:
+		s := a.Value(i)
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		return append(buf, s...), nil
+	case *array.Float32:
+		return binary.BigEndian.AppendUint32(buf, math.Float32bits(a.Value(i))), nil
+	case *array.Float64:
+		return binary.BigEndian.AppendUint64(buf, math.Float64bits(a.Value(i))), nil
+	}
+	return nil, fmt.Errorf("unsupported key type %s", a.DataType())
+}
