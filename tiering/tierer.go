@@ -98,9 +98,10 @@ type Config struct {
 // RegisterFlags registers the flags of Config, each name prefixed with
 // prefix (e.g. "tiering."), with the defaults.
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
-	fs.DurationVar(&c.Interval, prefix+"interval", DefaultInterval, "how often to look for tables to tier")
-	fs.Int64Var(&c.MaxRoundRows, prefix+"max-round-rows", DefaultMaxRoundRows, "most rows of one table to tier in one Iceberg commit")
-	fs.Int64Var(&c.MaxRoundBytes, prefix+"max-round-bytes", DefaultMaxRoundBytes, "most uncompressed Arrow bytes of one table to tier in one Iceberg commit (held in memory)")
+	fs.DurationVar(&c.Interval, prefix+"interval", DefaultInterval, "How often to look for tables to tier.")
+	fs.Int64Var(&c.MaxRoundRows, prefix+"max-round-rows", DefaultMaxRoundRows, "Most rows of one table to tier in one Iceberg commit.")
+	fs.Int64Var(&c.MaxRoundBytes, prefix+"max-round-bytes", DefaultMaxRoundBytes, "Most uncompressed Arrow bytes of one table to tier in one Iceberg commit (held in memory).")
+	fs.IntVar(&c.CompactAfterDeltas, prefix+"compact-after-deltas", DefaultCompactAfterDeltas, "Compact a primary-key table's lake table (rewrite its files without the equality deletes) once this many snapshots with deletes have accumulated; -1 never.")
 }
 
 // Validate checks the configuration; zero values mean the defaults.
