@@ -141,10 +141,11 @@ func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1
 
 // Scan implements ReadService for primary-key tables: up to limit current
 // rows, bucket by bucket, each bucket read from one consistent snapshot.
+// With union it reads a log table from the lake and the stream (union.go).
 func (s *Service) Scan(ctx context.Context, req *connect.Request[stromv1.ScanRequest]) (*connect.Response[stromv1.ScanResponse], error) {
 	m := req.Msg
 	if m.GetUnion() {
-		return nil, connect.NewError(connect.CodeUnimplemented, fmt.Errorf("union: reading the lake snapshot with the stream tail is not implemented yet"))
+		return s.unionScan(ctx, m)
 	}
 	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "scan")
 	if err != nil {

@@ -56,6 +56,7 @@ type Service struct {
 	buckets Buckets
 	reader  *reader.Reader
 	kv      KV
+	lake    Lake // nil without a lake: union scans read the stream alone
 	router  writer.Router
 	logger  *slog.Logger
 	mem     memory.Allocator
@@ -63,9 +64,10 @@ type Service struct {
 
 var _ stromv1connect.ReadServiceHandler = (*Service)(nil)
 
-// New returns a ReadService.
-func New(tables Tables, buckets Buckets, r *reader.Reader, state KV, logger *slog.Logger) *Service {
-	return &Service{tables: tables, buckets: buckets, reader: r, kv: state, logger: logger, mem: memory.DefaultAllocator}
+// New returns a ReadService. lk is the lake that union scans read; nil
+// when the deployment has none (union scans then read the stream alone).
+func New(tables Tables, buckets Buckets, r *reader.Reader, state KV, lk Lake, logger *slog.Logger) *Service {
+	return &Service{tables: tables, buckets: buckets, reader: r, kv: state, lake: lk, logger: logger, mem: memory.DefaultAllocator}
 }
 
 // ListOffsets implements ReadService.

@@ -169,7 +169,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	mux := http.NewServeMux()
 	mux.Handle(stromv1connect.NewAdminServiceHandler(admin.New(store, logger), opts...))
 	mux.Handle(stromv1connect.NewWriteServiceHandler(writesvc.New(store, router, logger, int64(cfg.Server.MaxRequestBytes)), opts...))
-	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, store, rd, router, logger), opts...))
 	mux.Handle(grpchealth.NewHandler(s.checker))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName}, services...)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -183,6 +182,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		s.close()
 		return nil, err
 	}
+	// After openLake, which sets s.lake; lk stays a nil interface (not a
+	// nil *lake.Lake) without the lake, so union scans read the stream alone.
+	var lk readsvc.Lake
+	if s.lake != nil {
+		lk = s.lake
+	}
+	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, store, rd, router, lk, logger), opts...))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	protocols := new(http.Protocols)
