@@ -9,9 +9,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/strom-io/strom/api/client"
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
-	"github.com/strom-io/strom/api/client"
 )
 
 type cancelingAdmin struct {
