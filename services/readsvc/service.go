@@ -116,30 +116,6 @@ func (s *Service) Fetch(ctx context.Context, req *connect.Request[stromv1.FetchR
 	return connect.NewResponse(resp), nil
 }
 
-// Subscribe implements ReadService: it streams every committed batch from
-// the offset on until the client goes away.
-func (s *Service) Subscribe(ctx context.Context, req *connect.Request[stromv1.SubscribeRequest], stream *connect.ServerStream[stromv1.SubscribeResponse]) error {
-	f := req.Msg.GetFetch()
-	if f == nil {
-		return rpcerr.Invalid("fetch: required")
-	}
-	for {
-		resp, err := s.fetch(ctx, f, subscribeWait)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return rpcerr.Connect(ctx, s.logger, "subscribe", err)
-		}
-		if resp.GetNextOffset() > f.GetOffset() {
-			if err := stream.Send(&stromv1.SubscribeResponse{Records: resp}); err != nil {
-				return err
-			}
-			f.Offset = resp.GetNextOffset()
-		}
-	}
-}
-
 func (s *Service) fetch(ctx context.Context, m *stromv1.FetchRequest, wait time.Duration) (*stromv1.FetchResponse, error) {
 	t, err := s.tables.GetTable(ctx, m.GetDatabase(), m.GetTable())
 	if err != nil {

@@ -529,7 +529,13 @@ func (x *FetchResponse) GetHighWatermark() int64 {
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What to read and from where.
-	Fetch         *FetchRequest `protobuf:"bytes,1,opt,name=fetch,proto3" json:"fetch,omitempty"`
+	Fetch *FetchRequest `protobuf:"bytes,1,opt,name=fetch,proto3" json:"fetch,omitempty"`
+	// Full streams the lake's rows of the bucket first (offsets the
+	// stream's retention may have deleted), then continues live from
+	// exactly the next offset. Rows of both layers have Fetch's format and
+	// come in offset order, each once. Without a lake, or for a table whose
+	// lake is off, it is the normal subscribe. Log tables only.
+	Full          bool `protobuf:"varint,2,opt,name=full,proto3" json:"full,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -569,6 +575,13 @@ func (x *SubscribeRequest) GetFetch() *FetchRequest {
 		return x.Fetch
 	}
 	return nil
+}
+
+func (x *SubscribeRequest) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
 }
 
 // SubscribeResponse is one batch of records.
@@ -1154,9 +1167,10 @@ const file_strom_v1_read_proto_rawDesc = "" +
 	"\tarrow_ipc\x18\x02 \x01(\fR\barrowIpc\x12\x1f\n" +
 	"\vnext_offset\x18\x03 \x01(\x03R\n" +
 	"nextOffset\x12%\n" +
-	"\x0ehigh_watermark\x18\x04 \x01(\x03R\rhighWatermark\"@\n" +
+	"\x0ehigh_watermark\x18\x04 \x01(\x03R\rhighWatermark\"T\n" +
 	"\x10SubscribeRequest\x12,\n" +
-	"\x05fetch\x18\x01 \x01(\v2\x16.strom.v1.FetchRequestR\x05fetch\"F\n" +
+	"\x05fetch\x18\x01 \x01(\v2\x16.strom.v1.FetchRequestR\x05fetch\x12\x12\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\"F\n" +
 	"\x11SubscribeResponse\x121\n" +
 	"\arecords\x18\x01 \x01(\v2\x17.strom.v1.FetchResponseR\arecords\"\x98\x01\n" +
 	"\rLookupRequest\x12\x1a\n" +
