@@ -1,6 +1,7 @@
 // Package bench holds the result records of the system benchmarks in
-// e2e/bench_test.go and e2e/cluster_bench_test.go and their JSON files,
-// which bench/report renders into bench/results/README.md and PNG charts.
+// e2e/bench_test.go, e2e/cluster_bench_test.go and e2e/lake_bench_test.go
+// and their JSON files, which bench/report renders into
+// bench/results/README.md and PNG charts.
 package bench
 
 import (
@@ -27,6 +28,10 @@ const (
 	// results (e2e/cluster_bench_test.go).
 	FailoverFile = "failover.json"
 	ClusterFile  = "cluster_throughput.json"
+	// TieringFile and UnionScanFile hold the lake benchmarks' results
+	// (e2e/lake_bench_test.go).
+	TieringFile   = "tiering.json"
+	UnionScanFile = "union_scan.json"
 )
 
 // Env describes where a result was measured.
@@ -279,6 +284,67 @@ type Cluster struct {
 	// count; Samples every run in the order measured.
 	Runs    []ClusterRun `json:"runs"`
 	Samples []ClusterRun `json:"samples"`
+}
+
+// TieringCatchUp is tiering a backlog that was written while tiering was
+// off: server restart with tiering on → the lake status shows no lag.
+type TieringCatchUp struct {
+	Rows            int64    `json:"rows"`
+	Bytes           int64    `json:"bytes"` // Arrow IPC bytes written
+	Seconds         float64  `json:"seconds"`
+	RowsPerSec      float64  `json:"rows_per_s"`
+	MBps            float64  `json:"mb_per_s"`
+	StromCPUSeconds float64  `json:"strom_cpu_s"`     // the strom process, over Seconds
+	CoresUsed       float64  `json:"cores_used"`      // StromCPUSeconds / Seconds
+	RowsPerCoreSec  float64  `json:"rows_per_core_s"` // Rows / StromCPUSeconds
+	ObjStore        ObjStore `json:"objstore"`
+}
+
+// TieringFreshness is the lake's lag in time under a steady write load:
+// per sample, now − the ack time of the oldest record not yet in the lake
+// (0 when every acknowledged record is).
+type TieringFreshness struct {
+	TargetRowsPerSec int         `json:"target_rows_per_s"`
+	BatchRows        int         `json:"batch_rows"`
+	Seconds          float64     `json:"seconds"`
+	Rows             int64       `json:"rows"`
+	AckLatency       Percentiles `json:"ack_latency"`
+	SampleEvery      string      `json:"sample_every"`
+	Lag              Percentiles `json:"lag"`
+	ZeroShare        float64     `json:"zero_share"` // samples with nothing untiered
+	Snapshots        int64       `json:"snapshots"`  // distinct snapshot ids seen
+}
+
+// Tiering is the result of BenchmarkTiering.
+type Tiering struct {
+	Env       Env              `json:"env"`
+	Buckets   int              `json:"buckets"`
+	Columns   int              `json:"columns"`
+	BatchRows int              `json:"batch_rows"`
+	Interval  string           `json:"tiering_interval"`
+	Freshness string           `json:"freshness"`
+	CatchUp   TieringCatchUp   `json:"catch_up"`
+	Steady    TieringFreshness `json:"steady"`
+}
+
+// UnionScan is the result of BenchmarkUnionScan: the whole table read by
+// one Scan{union} (lake snapshot + stream tail) against Fetch of every
+// bucket from offset 0 (stream only), both Arrow; medians of Reps runs.
+type UnionScan struct {
+	Env              Env     `json:"env"`
+	Buckets          int     `json:"buckets"`
+	Columns          int     `json:"columns"`
+	Rows             int64   `json:"rows"`
+	LakeRows         int64   `json:"lake_rows"`
+	TailRows         int64   `json:"tail_rows"`
+	Reps             int     `json:"reps"`
+	UnionSeconds     float64 `json:"union_seconds"`
+	UnionRowsPerSec  float64 `json:"union_rows_per_s"`
+	UnionArrowBytes  int64   `json:"union_arrow_bytes"`
+	StreamSeconds    float64 `json:"stream_seconds"`
+	StreamRowsPerSec float64 `json:"stream_rows_per_s"`
+	StreamArrowBytes int64   `json:"stream_arrow_bytes"`
+	Ratio            float64 `json:"ratio"` // UnionRowsPerSec / StreamRowsPerSec
 }
 
 // OutDir returns $STROM_BENCH_OUT or def, created.
