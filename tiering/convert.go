@@ -136,7 +136,7 @@ func (c *converter) cast(src arrow.Array, dst arrow.DataType) (arrow.Array, erro
 			if s.IsNull(i) {
 				b.UnsafeAppendBoolToBitmap(false)
 			} else {
-				b.UnsafeAppend(arrow.Timestamp(convertUnit(int64(s.Value(i)), from, dst.Unit)))
+				b.UnsafeAppend(arrow.Timestamp(ConvertTimeUnit(int64(s.Value(i)), from, dst.Unit)))
 			}
 		}
 		return b.NewArray(), nil
@@ -151,7 +151,7 @@ func (c *converter) cast(src arrow.Array, dst arrow.DataType) (arrow.Array, erro
 				if s.IsNull(i) {
 					b.UnsafeAppendBoolToBitmap(false)
 				} else {
-					b.UnsafeAppend(arrow.Time64(convertUnit(int64(s.Value(i)), from, dst.Unit)))
+					b.UnsafeAppend(arrow.Time64(ConvertTimeUnit(int64(s.Value(i)), from, dst.Unit)))
 				}
 			}
 		case *array.Time32:
@@ -160,7 +160,7 @@ func (c *converter) cast(src arrow.Array, dst arrow.DataType) (arrow.Array, erro
 				if s.IsNull(i) {
 					b.UnsafeAppendBoolToBitmap(false)
 				} else {
-					b.UnsafeAppend(arrow.Time64(convertUnit(int64(s.Value(i)), from, dst.Unit)))
+					b.UnsafeAppend(arrow.Time64(ConvertTimeUnit(int64(s.Value(i)), from, dst.Unit)))
 				}
 			}
 		default:
@@ -174,9 +174,9 @@ func (c *converter) cast(src arrow.Array, dst arrow.DataType) (arrow.Array, erro
 // unitsPerSecond of each Arrow time unit.
 var unitsPerSecond = [...]int64{arrow.Second: 1, arrow.Millisecond: 1e3, arrow.Microsecond: 1e6, arrow.Nanosecond: 1e9}
 
-// convertUnit converts v from one time unit to another, rounding towards
-// negative infinity when the target is coarser.
-func convertUnit(v int64, from, to arrow.TimeUnit) int64 {
+// ConvertTimeUnit converts v from one time unit to another, rounding
+// towards negative infinity when the target is coarser.
+func ConvertTimeUnit(v int64, from, to arrow.TimeUnit) int64 {
 	f, t := unitsPerSecond[from], unitsPerSecond[to]
 	switch {
 	case f == t:

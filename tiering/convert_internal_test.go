@@ -23,8 +23,8 @@ func TestConvertUnit(t *testing.T) {
 		{-1_000, arrow.Nanosecond, arrow.Microsecond, -1},
 		{-1_001, arrow.Nanosecond, arrow.Microsecond, -2},
 	} {
-		if got := convertUnit(tc.v, tc.from, tc.to); got != tc.want {
-			t.Errorf("convertUnit(%d, %s, %s) = %d, want %d", tc.v, tc.from, tc.to, got, tc.want)
+		if got := ConvertTimeUnit(tc.v, tc.from, tc.to); got != tc.want {
+			t.Errorf("ConvertTimeUnit(%d, %s, %s) = %d, want %d", tc.v, tc.from, tc.to, got, tc.want)
 		}
 	}
 }

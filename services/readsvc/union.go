@@ -400,34 +400,13 @@ func (s *Service) cast(src arrow.Array, dst arrow.DataType) (arrow.Array, error)
 				if ts.IsNull(i) {
 					b.UnsafeAppendBoolToBitmap(false)
 				} else {
-					b.UnsafeAppend(arrow.Timestamp(convertUnit(int64(ts.Value(i)), from, dst.Unit)))
+					b.UnsafeAppend(arrow.Timestamp(tiering.ConvertTimeUnit(int64(ts.Value(i)), from, dst.Unit)))
 				}
 			}
 			return b.NewArray(), nil
 		}
 	}
 	return nil, fmt.Errorf("cannot convert %s to %s", src.DataType(), dst)
-}
-
-// unitsPerSecond of each Arrow time unit.
-var unitsPerSecond = [...]int64{arrow.Second: 1, arrow.Millisecond: 1e3, arrow.Microsecond: 1e6, arrow.Nanosecond: 1e9}
-
-// convertUnit converts v between time units, rounding towards negative
-// infinity when the target is coarser.
-func convertUnit(v int64, from, to arrow.TimeUnit) int64 {
-	f, t := unitsPerSecond[from], unitsPerSecond[to]
-	switch {
-	case f == t:
-		return v
-	case f < t:
-		return v * (t / f)
-	}
-	d := f / t
-	q := v / d
-	if v%d < 0 {
-		q--
-	}
-	return q
 }
 
 // unionJSON returns union rows as JSON objects: the columns as Fetch
