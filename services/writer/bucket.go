@@ -286,12 +286,15 @@ func decodeIPC(data []byte) (arrow.RecordBatch, error) {
 func (w *Writer) forget(bs *bucketState) { w.unload(bs, true) }
 
 // unload drops bs from the led buckets; lost says whether the leadership
-// was lost (rather than handed over with nothing pending).
-func (w *Writer) unload(bs *bucketState, lost bool) {
+// was lost (rather than handed over with nothing pending). The returned
+// channel is closed once the bucket's KV state is closed.
+func (w *Writer) unload(bs *bucketState, lost bool) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	closed := make(chan struct{})
 	if w.buckets[bs.id] != bs {
-		return
+		close(closed)
+		return closed
 	}
 	delete(w.buckets, bs.id)
 	for _, p := range bs.batches {
@@ -304,9 +307,20 @@ func (w *Writer) unload(bs *bucketState, lost bool) {
 	if bs.kv != nil {
 		// Its pre-write buffer dies with it; the next leader rebuilds the
 		// state from the log.
-		_ = bs.kv.Close()
+		// Close once no snapshot reads it any more (a snapshot upload
+		// may be running); without blocking the writer meanwhile.
+		go func() {
+			defer close(closed)
+			bs.snapMu.Lock()
+			defer bs.snapMu.Unlock()
+			bs.kvClosed = true
+			_ = bs.kv.Close()
+		}()
+	} else {
+		close(closed)
 	}
 	if lost {
 		w.logger.Warn("bucket dropped: leadership lost", slog.String("bucket", bs.id.String()))
 	}
+	return closed
 }

@@ -92,7 +92,10 @@ func (w *Writer) Handoff(ctx context.Context, b catalog.BucketID, keepSnapshots 
 		}
 	}
 	w.keeper.Release(ctx, bs.lead)
-	w.unload(bs, false)
+	select {
+	case <-w.unload(bs, false): // KV state closed: its directory may be opened again
+	case <-ctx.Done():
+	}
 	w.logger.Info("bucket handed over", slog.String("bucket", b.String()), slog.Int64("epoch", bs.lead.Lease.Epoch),
 		slog.Int64("next_offset", bs.committed), slog.Duration("took", time.Since(start)))
 	return nil

@@ -62,6 +62,11 @@ func (w *Writer) snapshot(ctx context.Context, bs *bucketState, keep int) error 
 	if !ok {
 		return errors.New("writer: the catalog does not keep KV snapshots")
 	}
+	bs.snapMu.Lock()
+	defer bs.snapMu.Unlock()
+	if bs.kvClosed {
+		return nil // the bucket was dropped meanwhile
+	}
 	start := time.Now()
 	// The applied offset read before the checkpoint is a lower bound of
 	// what the snapshot holds; replaying the changelog from it is

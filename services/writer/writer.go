@@ -169,6 +169,8 @@ type bucketState struct {
 	snapshotOffset int64            // the log offset that snapshot covers
 	ready          chan struct{}    // closed when loaded
 	handoff        atomic.Bool      // being handed over: accept no new batch
+	snapMu         sync.Mutex       // held while a snapshot reads kv, and to close kv
+	kvClosed       bool             // kv was closed (guarded by snapMu)
 	err            error            // load error, set before ready is closed
 }
 
