@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"sync"
 	"testing"
@@ -36,6 +37,8 @@ func TestTieringRoleKilledMidRound(t *testing.T) {
 	cli(t, writer, "db", "create", "lake")
 	cli(t, writer, "table", "create", "lake.events", "-c", "id BIGINT NOT NULL", "-c", "note STRING",
 		"--buckets", "3", "--bucket-key", "id", "-p", "table.datalake.enabled=true", "-p", "table.datalake.freshness=200ms")
+	cli(t, writer, "table", "create", "lake.kv", "-c", "id BIGINT NOT NULL", "-c", "v STRING", "--primary-key", "id",
+		"--buckets", "2", "-p", "table.datalake.enabled=true", "-p", "table.datalake.freshness=200ms")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -68,34 +71,57 @@ func TestTieringRoleKilledMidRound(t *testing.T) {
 		}
 	}()
 
+	// A primary-key table written by one writer with a model: upserts
+	// (inserts and updates) and deletes of 200 keys. kvMu stops it while
+	// a union scan is compared with the model.
+	read := stromv1connect.NewReadServiceClient(http.DefaultClient, writer.url())
+	var kvMu sync.Mutex
+	model := map[int64]string{}
+	kvDone := make(chan error, 1)
+	go func() { kvDone <- writeKeyed(ctx, write, stop, &kvMu, model) }()
+
 	tierDir := t.TempDir()
 	tierArgs := append(common, "-roles", "tiering", "-frontend.id", "t1")
 	for kill := range 6 {
 		tierer := startServer(t, tierDir, tierArgs...)
 		time.Sleep(time.Duration(300+kill*170) * time.Millisecond)
 		tierer.kill(t)
+		// Whatever the kill interrupted, union reads are exact.
+		checkUnionLog(t, ctx, read)
+		kvMu.Lock()
+		checkUnionKeyed(t, ctx, read, model)
+		kvMu.Unlock()
 	}
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatalf("writer: %v", err)
 	}
+	if err := <-kvDone; err != nil {
+		t.Fatalf("primary-key writer: %v", err)
+	}
 	tierer := startServer(t, tierDir, tierArgs...)
 	defer tierer.stop(t)
 
 	admin := stromv1connect.NewAdminServiceClient(http.DefaultClient, writer.url())
-	for {
-		resp, err := admin.GetLakeStatus(ctx, connect.NewRequest(&stromv1.GetLakeStatusRequest{Database: "lake", Table: "events"}))
-		if err != nil {
-			t.Fatal(err)
+	for _, name := range []string{"events", "kv"} {
+		for {
+			resp, err := admin.GetLakeStatus(ctx, connect.NewRequest(&stromv1.GetLakeStatusRequest{Database: "lake", Table: name}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Msg.GetTables()[0].GetLagRecords() == 0 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the lake never caught up: %v", resp.Msg)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if resp.Msg.GetTables()[0].GetLagRecords() == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the lake never caught up: %v", resp.Msg)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	if n := checkUnionLog(t, ctx, read); n != written {
+		t.Fatalf("union scan: %d rows, %d were acknowledged", n, written)
+	}
+	checkUnionKeyed(t, ctx, read, model)
 	t.Logf("status after catching up:\n%s", cli(t, writer, "lake", "status"))
 
 	// The stream's view: id -> (bucket, offset).
@@ -178,5 +204,96 @@ func readBucketIDs(t *testing.T, p *process, b int32) map[int64]int64 {
 			out[int64(f["id"].GetNumberValue())] = int64(f["_offset"].GetNumberValue())
 		}
 		next = resp.Msg.GetNextOffset()
+	}
+}
+
+// writeKeyed upserts and deletes rows of lake.kv until stop, keeping model
+// (id -> v) equal to the acknowledged writes; each write and its model
+// update happen under mu.
+func writeKeyed(ctx context.Context, write stromv1connect.WriteServiceClient, stop <-chan struct{}, mu *sync.Mutex, model map[int64]string) error {
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		mu.Lock()
+		var err error
+		ids := []int64{int64(n*7) % 200, int64(n*13+5) % 200, int64(n*29+11) % 200}
+		if n%4 == 3 {
+			req := &stromv1.DeleteRequest{Database: "lake", Table: "kv", WriterId: "kv", Sequence: int64(n + 1)}
+			for _, id := range ids {
+				st, _ := structpb.NewStruct(map[string]any{"id": id})
+				req.Keys = append(req.Keys, st)
+			}
+			if _, err = write.Delete(ctx, connect.NewRequest(req)); err == nil {
+				for _, id := range ids {
+					delete(model, id)
+				}
+			}
+		} else {
+			req := &stromv1.UpsertRequest{Database: "lake", Table: "kv", WriterId: "kv", Sequence: int64(n + 1)}
+			for _, id := range ids {
+				st, _ := structpb.NewStruct(map[string]any{"id": id, "v": fmt.Sprintf("w%d", n)})
+				req.Rows = append(req.Rows, st)
+			}
+			if _, err = write.Upsert(ctx, connect.NewRequest(req)); err == nil {
+				for _, id := range ids {
+					model[id] = fmt.Sprintf("w%d", n)
+				}
+			}
+		}
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkUnionLog checks a union scan of lake.events, taken while rows are
+// appended: per bucket, offsets 0 to some end, each once, ids where the
+// stream has them. It returns the number of rows.
+func checkUnionLog(t *testing.T, ctx context.Context, read stromv1connect.ReadServiceClient) int {
+	t.Helper()
+	resp, err := read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: "lake", Table: "events", Union: true, Columns: []string{"id"}}))
+	if err != nil {
+		t.Fatalf("union scan of lake.events: %v", err)
+	}
+	next := map[int32]int64{}
+	for _, r := range resp.Msg.GetRows() {
+		f := r.GetFields()
+		b, off := int32(f["_bucket"].GetNumberValue()), int64(f["_offset"].GetNumberValue())
+		if off != next[b] {
+			t.Fatalf("union scan of lake.events: bucket %d offset %d, want %d", b, off, next[b])
+		}
+		next[b]++
+	}
+	return len(resp.Msg.GetRows())
+}
+
+// checkUnionKeyed checks that a union scan of lake.kv equals model.
+func checkUnionKeyed(t *testing.T, ctx context.Context, read stromv1connect.ReadServiceClient, model map[int64]string) {
+	t.Helper()
+	resp, err := read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: "lake", Table: "kv", Union: true}))
+	if err != nil {
+		t.Fatalf("union scan of lake.kv: %v", err)
+	}
+	got := map[int64]string{}
+	for _, r := range resp.Msg.GetRows() {
+		f := r.GetFields()
+		id := int64(f["id"].GetNumberValue())
+		if _, dup := got[id]; dup {
+			t.Fatalf("union scan of lake.kv: id %d twice", id)
+		}
+		got[id] = f["v"].GetStringValue()
+	}
+	if !maps.Equal(got, model) {
+		for id, v := range model {
+			if got[id] != v {
+				t.Fatalf("union scan of lake.kv: %d rows, model %d; id %d is %q, want %q", len(got), len(model), id, got[id], v)
+			}
+		}
+		t.Fatalf("union scan of lake.kv: %d rows, model %d", len(got), len(model))
 	}
 }

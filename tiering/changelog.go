@@ -100,7 +100,7 @@ func collapse(ctx context.Context, chunks []changeChunk, keyCols []int, delSchem
 			buf = binary.AppendUvarint(buf[:0], uint64(ch.bucket))
 			for _, c := range keyCols {
 				var err error
-				if buf, err = appendKey(buf, ch.rec.Column(c), i); err != nil {
+				if buf, err = AppendKey(buf, ch.rec.Column(c), i); err != nil {
 					return lake.Delta{}, collapseStats{}, fmt.Errorf("key column %q: %w", ch.rec.Schema().Field(c).Name, err)
 				}
 			}
@@ -197,8 +197,11 @@ func project(rec arrow.RecordBatch, sc *arrow.Schema) (arrow.RecordBatch, error)
 	return array.NewRecordBatch(sc, cols, rec.NumRows()), nil
 }
 
-// appendKey appends an unambiguous encoding of value i of a key column.
-func appendKey(buf []byte, a arrow.Array, i int) ([]byte, error) {
+// AppendKey appends an unambiguous encoding of value i of a key column
+// (an array of a primary-key column type of the stream or the lake) to
+// buf, so that two keys of one table are equal exactly when their
+// encodings are. A null is an error.
+func AppendKey(buf []byte, a arrow.Array, i int) ([]byte, error) {
 	if a.IsNull(i) {
 		return nil, fmt.Errorf("row %d is null", i)
 	}
@@ -208,6 +211,10 @@ func appendKey(buf []byte, a arrow.Array, i int) ([]byte, error) {
 			return append(buf, 1), nil
 		}
 		return append(buf, 0), nil
+	case *array.Int8:
+		return append(buf, uint8(a.Value(i))), nil
+	case *array.Int16:
+		return binary.BigEndian.AppendUint16(buf, uint16(a.Value(i))), nil
 	case *array.Int32:
 		return binary.BigEndian.AppendUint32(buf, uint32(a.Value(i))), nil
 	case *array.Int64:

@@ -1,18 +1,23 @@
 package readsvc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
+	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/services/rpcerr"
 	"github.com/strom-io/strom/tiering"
@@ -85,6 +90,12 @@ func (s *Service) subscribeError(ctx context.Context, err error) error {
 // and moves f.Offset to L when it is below. It reports whether f.Offset
 // moved. Without a lake, or for a table whose lake is off, it does
 // nothing.
+//
+// For a log table these are the bucket's records. For a primary-key table
+// they are its current rows as of L (subscribeKeyedLake), each as an
+// insert at the offset of the change that wrote it; the changelog from L
+// on follows. A subscriber that applies the changes by key ends up with
+// the table, as it would replaying the changelog from 0.
 func (s *Service) subscribeLake(ctx context.Context, f *stromv1.FetchRequest, stream *connect.ServerStream[stromv1.SubscribeResponse]) (bool, error) {
 	if s.lake == nil {
 		return false, nil
@@ -100,25 +111,25 @@ func (s *Service) subscribeLake(ctx context.Context, f *stromv1.FetchRequest, st
 	if !settings.Enabled {
 		return false, nil
 	}
-	if t.IsPrimaryKey() {
-		return false, connect.NewError(connect.CodeUnimplemented, fmt.Errorf(
-			"table %s.%s is a primary-key table: its lake holds the current rows, not the changelog, so a full subscribe is for log tables only; subscribe without full",
-			t.Database, t.Name))
-	}
 	if t.PartitionKey == "" && f.GetPartition() != "" {
 		return false, rpcerr.Invalid(fmt.Sprintf("partition: table %s.%s is not partitioned", t.Database, t.Name))
 	}
-	schema, err := unionSchema(t, f.GetColumns())
+	schema, err := unionSchema(t, reader.OutputSchema(t), f.GetColumns())
 	if err != nil {
 		return false, err
 	}
 	b := catalog.BucketID{TableID: t.ID, Partition: f.GetPartition(), Bucket: f.GetBucket()}
+	from := max(f.GetOffset(), 0)
+	if t.IsPrimaryKey() && from > 0 {
+		// A resumed subscription: it holds the lake rows below from
+		// already, and the changelog from there on completes them.
+		return false, nil
+	}
 	snap, err := s.lake.Snapshot(ctx, t)
 	if err != nil {
 		return false, err
 	}
 	end := snap.Offsets[b]
-	from := max(f.GetOffset(), 0)
 	if from >= end {
 		return false, nil
 	}
@@ -126,31 +137,38 @@ func (s *Service) subscribeLake(ctx context.Context, f *stromv1.FetchRequest, st
 	if err != nil {
 		return false, err
 	}
+	hw := max(offs.Next, end)
 	var projection []string
 	if len(f.GetColumns()) > 0 {
-		projection = f.GetColumns()
+		projection = slices.DeleteFunc(slices.Clone(f.GetColumns()), func(c string) bool { return c == kv.ChangeTypeColumn })
 	}
+	u := &unionRows{mem: s.mem, schema: schema}
+	defer u.release()
 	var rows int64
-	for rec, err := range snap.Records(ctx, b, from, end, projection) {
-		if err != nil {
-			return false, err
-		}
-		u := &unionRows{schema: schema}
-		err := u.addLake(s, rec)
-		if err == nil {
+	if t.IsPrimaryKey() {
+		rows, err = s.subscribeKeyedLake(ctx, u, snap, b, projection, f.GetFormat(), hw, stream)
+	} else {
+		for rec, rerr := range snap.Records(ctx, b, from, end, projection) {
+			if rerr != nil {
+				return false, rerr
+			}
+			lr := lakeRows(rec)
+			err = u.add(ctx, lr)
+			lr.Release()
 			for _, r := range u.recs {
-				for lo := int64(0); lo < r.NumRows() && err == nil; lo += subscribeLakeRows {
-					part := r.NewSlice(lo, min(lo+subscribeLakeRows, r.NumRows()))
-					err = s.sendLake(f.GetFormat(), part, max(offs.Next, end), stream)
-					part.Release()
-					rows += min(subscribeLakeRows, r.NumRows()-lo)
+				if err == nil {
+					err = s.sendLake(f.GetFormat(), r, 0, hw, stream)
+					rows += r.NumRows()
 				}
 			}
+			u.release()
+			if err != nil {
+				break
+			}
 		}
-		u.release()
-		if err != nil {
-			return false, err
-		}
+	}
+	if err != nil {
+		return false, err
 	}
 	s.logger.DebugContext(ctx, "subscribe: lake rows sent", slog.String("table", t.Database+"."+t.Name),
 		slog.String("bucket", b.String()), slog.Int64("from", from), slog.Int64("lake_offset", end),
@@ -159,16 +177,69 @@ func (s *Service) subscribeLake(ctx context.Context, f *stromv1.FetchRequest, st
 	return true, nil
 }
 
-// sendLake sends rec (union rows of one bucket: the columns, _bucket,
-// _offset, _timestamp) as one SubscribeResponse in Fetch's format.
-func (s *Service) sendLake(format stromv1.Format, rec arrow.RecordBatch, hw int64, stream *connect.ServerStream[stromv1.SubscribeResponse]) error {
-	n := rec.NumRows()
-	if n == 0 {
-		return nil
+// subscribeKeyedLake sends the snapshot's rows of primary-key table
+// bucket b as inserts, in the order of their offsets (the offsets of the
+// changes that wrote them: ascending, with gaps), so that a subscription
+// resumed at the offset after the last row it got misses nothing. It
+// holds the bucket's lake rows in memory to order them. It returns how
+// many rows it sent.
+func (s *Service) subscribeKeyedLake(ctx context.Context, u *unionRows, snap *lake.Snapshot, b catalog.BucketID, projection []string, format stromv1.Format, hw int64, stream *connect.ServerStream[stromv1.SubscribeResponse]) (int64, error) {
+	for rec, err := range snap.Rows(ctx, b, projection) {
+		if err != nil {
+			return 0, err
+		}
+		lr := lakeRows(rec)
+		err := u.add(ctx, lr)
+		lr.Release()
+		if err != nil {
+			return 0, err
+		}
 	}
+	all, err := sortByOffset(ctx, s.mem, u.schema, u.recs)
+	if err != nil {
+		return 0, err
+	}
+	defer all.Release()
+	if err := s.sendLake(format, all, snap.Offsets[b], hw, stream); err != nil {
+		return 0, err
+	}
+	return all.NumRows(), nil
+}
+
+// sendLake sends rec (union rows of one bucket: the columns, _bucket,
+// _offset, _timestamp, in offset order) as SubscribeResponses in Fetch's
+// format, subscribeLakeRows rows each. Each response's next_offset is its
+// last row's offset + 1, except the last one's when end is above 0: end,
+// the snapshot's offset of the bucket, which a primary-key table's rows
+// need not reach (rows of keys deleted later are not in the lake). Then
+// the last response may have no rows.
+func (s *Service) sendLake(format stromv1.Format, rec arrow.RecordBatch, end, hw int64, stream *connect.ServerStream[stromv1.SubscribeResponse]) error {
+	n := rec.NumRows()
+	for lo := int64(0); lo < n || (lo == 0 && end > 0); lo += subscribeLakeRows {
+		hi := min(lo+subscribeLakeRows, n)
+		next := end
+		if hi < n || end <= 0 {
+			next = lastOffset(rec, hi) + 1
+		}
+		part := rec.NewSlice(lo, hi)
+		err := s.sendLakeResponse(format, part, next, hw, stream)
+		part.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lastOffset is the _offset of row n-1 of union rows rec.
+func lastOffset(rec arrow.RecordBatch, n int64) int64 {
+	return rec.Column(int(rec.NumCols()) - 2).(*array.Int64).Value(int(n) - 1)
+}
+
+func (s *Service) sendLakeResponse(format stromv1.Format, rec arrow.RecordBatch, next, hw int64, stream *connect.ServerStream[stromv1.SubscribeResponse]) error {
+	n := rec.NumRows()
 	ncols := int(rec.NumCols()) - 3
-	offsets := rec.Column(ncols + 1).(*array.Int64)
-	out := &stromv1.FetchResponse{NextOffset: offsets.Value(int(n)-1) + 1, HighWatermark: hw}
+	out := &stromv1.FetchResponse{NextOffset: next, HighWatermark: hw}
 	if format == stromv1.Format_FORMAT_ARROW {
 		// Fetch's schema: the columns, _offset, _timestamp.
 		fields := append(append([]arrow.Field(nil), rec.Schema().Fields()[:ncols]...), rec.Schema().Fields()[ncols+1:]...)
@@ -192,4 +263,54 @@ func (s *Service) sendLake(format stromv1.Format, rec arrow.RecordBatch, hw int6
 		out.Rows = rows
 	}
 	return stream.Send(&stromv1.SubscribeResponse{Records: out})
+}
+
+// sortByOffset returns the rows of recs (union rows of schema) as one
+// batch ordered by _offset. The result must be released.
+func sortByOffset(ctx context.Context, mem memory.Allocator, schema *arrow.Schema, recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
+	if len(recs) == 0 {
+		return array.NewRecordBatch(schema, nil, 0), nil
+	}
+	tbl := array.NewTableFromRecords(schema, recs)
+	defer tbl.Release()
+	cols := make([]arrow.Array, 0, schema.NumFields())
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	for i := range schema.NumFields() {
+		col, err := array.Concatenate(tbl.Column(i).Data().Chunks(), mem)
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, col)
+	}
+	offsets := cols[schema.NumFields()-2].(*array.Int64)
+	order := make([]int64, offsets.Len())
+	for i := range order {
+		order[i] = int64(i)
+	}
+	slices.SortFunc(order, func(a, b int64) int { return cmp.Compare(offsets.Value(int(a)), offsets.Value(int(b))) })
+	ib := array.NewInt64Builder(mem)
+	defer ib.Release()
+	ib.AppendValues(order, nil)
+	indices := ib.NewArray()
+	defer indices.Release()
+	sorted := make([]arrow.Array, 0, len(cols))
+	for _, col := range cols {
+		out, err := compute.TakeArray(compute.WithAllocator(ctx, mem), col, indices)
+		if err != nil {
+			for _, c := range sorted {
+				c.Release()
+			}
+			return nil, err
+		}
+		sorted = append(sorted, out)
+	}
+	rec := array.NewRecordBatch(schema, sorted, int64(offsets.Len()))
+	for _, c := range sorted {
+		c.Release()
+	}
+	return rec, nil
 }

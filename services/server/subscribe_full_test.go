@@ -237,22 +237,6 @@ func TestSubscribeFull(t *testing.T) {
 			}
 		}
 	}
-	// A primary-key table's lake holds its rows, not its changelog.
-	if _, err := admin.CreateTable(ctx, connect.NewRequest(&stromv1.CreateTableRequest{
-		Database: "f", Name: "pk", Properties: map[string]string{"table.datalake.enabled": "true"},
-		Schema: &stromv1.Schema{Columns: []*stromv1.Column{{Name: "id", Type: "BIGINT"}}, PrimaryKey: []string{"id"}},
-	})); err != nil {
-		t.Fatal(err)
-	}
-	pk, err := stream.Subscribe(ctx, connect.NewRequest(&stromv1.SubscribeRequest{Full: true, Fetch: &stromv1.FetchRequest{Database: "f", Table: "pk"}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pk.Close()
-	if pk.Receive() {
-		t.Fatalf("full subscribe of a primary-key table: got %v", pk.Msg())
-	}
-	wantCode(t, pk.Err(), connect.CodeUnimplemented)
 }
 
 // TestSubscribeFullWithoutLake: without a lake, a full subscribe is the

@@ -277,16 +277,8 @@ func (s *Snapshot) Records(ctx context.Context, b catalog.BucketID, from, to int
 		if from >= end || len(groups) == 0 {
 			return
 		}
-		name := s.t.Database + "." + s.t.Name
-		fail := func(err error) { yield(nil, fmt.Errorf("lake: read %s snapshot %d %s: %w", name, s.ID, b, err)) }
-		iceSchema := s.tbl.Schema()
-		var selected []string
-		for _, f := range out.Fields() {
-			if _, ok := iceSchema.FindFieldByName(f.Name); ok {
-				selected = append(selected, f.Name)
-			}
-		}
-		scan := s.tbl.Scan(table.WithSelectedFields(selected...), table.WithMaxConcurrency(readChunk))
+		fail := func(err error) { yield(nil, s.readError(b, err)) }
+		scan := s.scan(out)
 		defer scan.Close()
 		next := int64(-1) // the offset the next row must have; -1 before the first
 		if from > 0 {
@@ -330,6 +322,71 @@ func (s *Snapshot) Records(ctx context.Context, b catalog.BucketID, from, to int
 			fail(fmt.Errorf("the data files end at offset %d, want %d (%s %d, read before %d)", next, end, SummaryOffsets, s.Offsets[b], to))
 		}
 	}
+}
+
+// Rows yields the snapshot's rows of bucket b as batches of
+// Schema(columns), in no particular order; the caller releases each
+// batch. For a primary-key table these are the bucket's current rows as
+// of Offsets[b], the equality deletes applied: one row per key, whose
+// __offset is that of the change that wrote it. Breaking out of the loop
+// stops reading.
+func (s *Snapshot) Rows(ctx context.Context, b catalog.BucketID, columns []string) iter.Seq2[arrow.RecordBatch, error] {
+	return func(yield func(arrow.RecordBatch, error) bool) {
+		out, err := s.Schema(columns)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		var tasks []table.FileScanTask
+		for _, g := range s.groups[b] {
+			tasks = append(tasks, g.tasks...)
+		}
+		if len(tasks) == 0 {
+			return
+		}
+		scan := s.scan(out)
+		defer scan.Close()
+		for chunk := range slices.Chunk(tasks, readChunk) {
+			_, recs, err := scan.ReadTasks(ctx, chunk)
+			if err != nil {
+				yield(nil, s.readError(b, err))
+				return
+			}
+			for rec, err := range recs {
+				if err != nil {
+					yield(nil, s.readError(b, err))
+					return
+				}
+				res, err := s.project(out, rec, rec.NumRows())
+				rec.Release()
+				if err != nil {
+					yield(nil, s.readError(b, err))
+					return
+				}
+				if !yield(res, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// scan returns a scan of the snapshot's columns of out that it has (a
+// column added to the Strom table after the last tiering round is not in
+// the Iceberg table yet).
+func (s *Snapshot) scan(out *arrow.Schema) *table.Scan {
+	iceSchema := s.tbl.Schema()
+	var selected []string
+	for _, f := range out.Fields() {
+		if _, ok := iceSchema.FindFieldByName(f.Name); ok {
+			selected = append(selected, f.Name)
+		}
+	}
+	return s.tbl.Scan(table.WithSelectedFields(selected...), table.WithMaxConcurrency(readChunk))
+}
+
+func (s *Snapshot) readError(b catalog.BucketID, err error) error {
+	return fmt.Errorf("lake: read %s.%s snapshot %d %s: %w", s.t.Database, s.t.Name, s.ID, b, err)
 }
 
 // readChunk is about how many data files Records reads at once (in

@@ -533,8 +533,11 @@ type SubscribeRequest struct {
 	// Full streams the lake's rows of the bucket first (offsets the
 	// stream's retention may have deleted), then continues live from
 	// exactly the next offset. Rows of both layers have Fetch's format and
-	// come in offset order, each once. Without a lake, or for a table whose
-	// lake is off, it is the normal subscribe. Log tables only.
+	// come in offset order, each once. For a primary-key table, from offset
+	// 0, the lake's rows are the bucket's current rows as +I changes (in
+	// the order of the offsets of the changes that wrote them), and the
+	// changelog follows. Without a lake, or for a table whose lake is off,
+	// it is the normal subscribe.
 	Full          bool `protobuf:"varint,2,opt,name=full,proto3" json:"full,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -895,7 +898,10 @@ type ScanRequest struct {
 	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
 	// Maximum rows to return.
 	Limit int64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	// Read the lake snapshot plus the stream tail as one table.
+	// Read the lake snapshot plus the stream tail as one table: a log
+	// table's records, or a primary-key table's current rows (merged by
+	// key), as of offsets fixed when the scan starts; rows carry _bucket,
+	// _offset and _timestamp.
 	Union bool `protobuf:"varint,4,opt,name=union,proto3" json:"union,omitempty"`
 	// Columns to return; empty returns all.
 	Columns []string `protobuf:"bytes,5,rep,name=columns,proto3" json:"columns,omitempty"`
