@@ -132,19 +132,10 @@ func (w *Writer) load(ctx context.Context, bs *bucketState) error {
 	if err := w.takeBack(bs, before, records); err != nil {
 		return err
 	}
-	if state != nil && len(bs.batches) > 0 {
+	if state != nil {
 		// New writes must merge with the taken-back changes, which are not
 		// in the pre-write buffer: commit them before serving.
-		last := bs.batches[len(bs.batches)-1]
-		w.Kick()
-		select {
-		case <-last.done:
-			if last.err != nil {
-				return last.err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return w.awaitCommitted(ctx, bs)
 	}
 	return nil
 }
