@@ -68,7 +68,13 @@ const (
 	DefaultMaxRoundRows       = 4 << 20
 	DefaultMaxRoundBytes      = 256 << 20
 	DefaultCompactAfterDeltas = 20
+	DefaultSnapshotMaxAge     = time.Hour
+	DefaultSnapshotRetainLast = 10
 )
+
+// expireEvery is how often a table's old lake snapshots are looked for
+// at most (or every SnapshotMaxAge, when that is shorter).
+const expireEvery = time.Minute
 
 // Config configures a Tierer.
 type Config struct {
@@ -82,9 +88,16 @@ type Config struct {
 	// CompactAfterDeltas: once a primary-key table's lake table has this
 	// many snapshots with delete files since its last compaction, the
 	// round that made it so compacts it (lake.Compact: the partitions with
-	// deletes rewritten, the deletes dropped). Negative: never. It has no
-	// flag yet (adding one changes the server's --help golden files).
+	// deletes rewritten, the deletes dropped). Negative: never.
 	CompactAfterDeltas int `yaml:"compact_after_deltas"`
+	// SnapshotMaxAge and SnapshotRetainLast: lake snapshots older than
+	// SnapshotMaxAge are expired (lake.Expire), the SnapshotRetainLast
+	// newest and the current one always kept; a negative SnapshotMaxAge
+	// keeps every snapshot. Every tiering round commits a snapshot, and
+	// each one makes the table's metadata, rewritten on every commit,
+	// larger.
+	SnapshotMaxAge     time.Duration `yaml:"snapshot_max_age"`
+	SnapshotRetainLast int           `yaml:"snapshot_retain_last"`
 
 	// Claims selects the tables to tier; nil tiers every lake table.
 	Claims Claims `yaml:"-"`
@@ -102,6 +115,8 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxRoundRows, prefix+"max-round-rows", DefaultMaxRoundRows, "Most rows of one table to tier in one Iceberg commit.")
 	fs.Int64Var(&c.MaxRoundBytes, prefix+"max-round-bytes", DefaultMaxRoundBytes, "Most uncompressed Arrow bytes of one table to tier in one Iceberg commit (held in memory).")
 	fs.IntVar(&c.CompactAfterDeltas, prefix+"compact-after-deltas", DefaultCompactAfterDeltas, "Compact a primary-key table's lake table (rewrite its files without the equality deletes) once this many snapshots with deletes have accumulated; -1 never.")
+	fs.DurationVar(&c.SnapshotMaxAge, prefix+"snapshot-max-age", DefaultSnapshotMaxAge, "Expire lake snapshots older than this (their metadata, and files only they referenced); -1s keeps every snapshot.")
+	fs.IntVar(&c.SnapshotRetainLast, prefix+"snapshot-retain-last", DefaultSnapshotRetainLast, "Lake snapshots kept per table however old (the current one is always kept).")
 }
 
 // Validate checks the configuration; zero values mean the defaults.
@@ -117,6 +132,9 @@ func (c Config) Validate() error {
 	}
 	if c.CompactAfterDeltas < -1 {
 		return fmt.Errorf("tiering: compact_after_deltas %d must be > 0, or -1 for never", c.CompactAfterDeltas)
+	}
+	if c.SnapshotRetainLast < 0 {
+		return fmt.Errorf("tiering: snapshot_retain_last %d must be at least 1", c.SnapshotRetainLast)
 	}
 	return nil
 }
@@ -138,6 +156,9 @@ type TierStats struct {
 	// Compaction is the snapshot of the compaction that followed the
 	// round (see Config.CompactAfterDeltas); 0 if none.
 	Compaction int64
+	// ExpiredSnapshots is how many old lake snapshots were expired after
+	// the round (see Config.SnapshotMaxAge).
+	ExpiredSnapshots int
 	// Lag is how far the lake was behind: now minus the commit time of the
 	// oldest record tiered in this round; zero when it tiered none.
 	Lag time.Duration
@@ -178,6 +199,7 @@ type tableState struct {
 	mu        sync.Mutex // one round at a time
 	caughtUp  time.Time  // start of the last round that left nothing behind
 	rotation  int        // first bucket of the next round, for fairness
+	expired   time.Time  // when old lake snapshots were last looked for
 	skipNoted bool       // the unsupported-key skip was logged; guarded by Tierer.mu
 }
 
@@ -197,6 +219,12 @@ func New(cfg Config, store Catalog, lk *lake.Lake, src Source) (*Tierer, error) 
 	}
 	if cfg.CompactAfterDeltas == 0 {
 		cfg.CompactAfterDeltas = DefaultCompactAfterDeltas
+	}
+	if cfg.SnapshotMaxAge == 0 {
+		cfg.SnapshotMaxAge = DefaultSnapshotMaxAge
+	}
+	if cfg.SnapshotRetainLast == 0 {
+		cfg.SnapshotRetainLast = DefaultSnapshotRetainLast
 	}
 	if store == nil || lk == nil || src == nil {
 		return nil, errors.New("tiering: New needs a catalog, a lake and a source")
@@ -514,7 +542,27 @@ func (t *Tierer) tier(ctx context.Context, tableID int64, st *tableState) (TierS
 			t.compact(ctx, tbl, &stats)
 		}
 	}
+	if t.cfg.SnapshotMaxAge >= 0 && t.now().Sub(st.expired) >= min(expireEvery, t.cfg.SnapshotMaxAge) {
+		st.expired = t.now()
+		t.expire(ctx, tbl, &stats)
+	}
 	return stats, nil
+}
+
+// expire expires a table's old lake snapshots after a round. A failure
+// is logged, not returned: the next look tries again.
+func (t *Tierer) expire(ctx context.Context, tbl catalog.Table, stats *TierStats) {
+	attrs := []any{"database", tbl.Database, "table", tbl.Name}
+	lt, err := t.lake.EnsureTable(ctx, tbl)
+	if err == nil {
+		stats.ExpiredSnapshots, err = t.lake.Expire(ctx, lt, t.cfg.SnapshotMaxAge, t.cfg.SnapshotRetainLast)
+	}
+	switch {
+	case err != nil:
+		t.log.Warn("tiering: expiring old lake snapshots failed; retrying later", append(attrs, "err", err)...)
+	case stats.ExpiredSnapshots > 0:
+		t.log.Info("tiering: expired old lake snapshots", append(attrs, "snapshots", stats.ExpiredSnapshots)...)
+	}
 }
 
 // commitDelta collapses a primary-key table's changelog chunks by key and
