@@ -1,9 +1,11 @@
 package e2e
 
-// Lake benchmarks: tiering throughput and freshness (BenchmarkTiering), and
-// a union scan against the stream alone (BenchmarkUnionScan). One `strom
-// server` with every role, on PostgreSQL and versitygw like the other
-// system benchmarks; results go to tiering.json and union_scan.json.
+// Lake benchmarks: tiering throughput and freshness (BenchmarkTiering), a
+// union scan against the stream alone (BenchmarkUnionScan), and a union
+// scan of a primary-key table against its KV index
+// (BenchmarkUnionScanPrimaryKey). One `strom server` with every role, on
+// PostgreSQL and versitygw like the other system benchmarks; results go to
+// tiering.json, union_scan.json and union_scan_pk.json.
 
 import (
 	"bytes"
@@ -14,12 +16,16 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
@@ -421,6 +427,203 @@ func BenchmarkUnionScan(b *testing.B) {
 	b.ReportMetric(res.UnionRowsPerSec, "union-rows/s")
 	b.ReportMetric(res.StreamRowsPerSec, "stream-rows/s")
 	b.ReportMetric(res.Ratio, "union/stream")
+}
+
+// BenchmarkUnionScanPrimaryKey: a 6-bucket 20-column primary-key table
+// (key c00) with the lake on: 200,000 keys upserted (Arrow) and tiered,
+// then 10% of the keys updated and 1% deleted with tiering idle, which
+// leaves them in the changelog tail. The whole table read by
+// Scan{union, ARROW} (the lake snapshot, equality deletes applied, merged
+// by key with the tail) against a plain Scan (ARROW) of the KV index,
+// alternating, median of the runs; both must return the current rows.
+func BenchmarkUnionScanPrimaryKey(b *testing.B) {
+	const (
+		table     = "union_pk"
+		batchRows = 4000
+		updateMod = 10  // keys k with k%10 == 3 are updated
+		deleteMod = 100 // keys k with k%100 == 7 are deleted
+	)
+	e := newLakeEnv(b, lakeInterval)
+	args := []string{"table", "create", "bench." + table, "--buckets", fmt.Sprint(lakeBuckets), "--primary-key", "c00",
+		"-p", "table.datalake.enabled=true", "-p", "table.datalake.freshness=" + lakeFreshness.String(), "-c", "c00 BIGINT NOT NULL"}
+	for _, c := range wideColumns()[1:] {
+		args = append(args, "-c", c)
+	}
+	if _, errOut, err := runCLI(e.p, args...); err != nil {
+		b.Fatalf("table create: %v: %s", err, errOut)
+	}
+	nBatches := benchN(50)
+	keys := int64(nBatches * batchRows)
+
+	// The lake: every key upserted once, then tiered.
+	load := make([][]byte, nBatches)
+	var wg sync.WaitGroup
+	for i := range load {
+		wg.Go(func() { load[i] = keyedBatch(b, uint64(i+1), int64(i*batchRows), 1, batchRows) })
+	}
+	wg.Wait()
+	t0 := time.Now()
+	e.upsertAll(b, table, load, 4)
+	upsertEl := time.Since(t0)
+	e.waitTiered(b, table, 3*time.Minute)
+	tierEl := time.Since(t0)
+	b.Logf("upserted %d keys in %.2fs (%.0f rows/s); tiered %.2fs after the first upsert", keys, upsertEl.Seconds(), float64(keys)/upsertEl.Seconds(), tierEl.Seconds())
+
+	// The changelog tail, with tiering idle: updates and deletes.
+	e.restart(b, lakeIdle)
+	var updates [][]byte
+	var updated int64
+	for from := int64(3); from < keys; from += batchRows * updateMod {
+		n := min(batchRows, (keys-from+updateMod-1)/updateMod)
+		updates = append(updates, keyedBatch(b, uint64(1000+len(updates)), from, updateMod, int(n)))
+		updated += n
+	}
+	e.upsertAll(b, table, updates, 2)
+	var deleted int64
+	var del []*structpb.Struct
+	flush := func() {
+		if len(del) == 0 {
+			return
+		}
+		if _, err := e.write.Delete(context.Background(), connect.NewRequest(&stromv1.DeleteRequest{
+			Database: "bench", Table: table, Keys: del, Durability: stromv1.Durability_DURABILITY_DURABLE,
+		})); err != nil {
+			b.Fatalf("delete: %v", err)
+		}
+		deleted += int64(len(del))
+		del = del[:0]
+	}
+	for k := int64(7); k < keys; k += deleteMod {
+		s, err := structpb.NewStruct(map[string]any{"c00": k})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if del = append(del, s); len(del) == 500 {
+			flush()
+		}
+	}
+	flush()
+	time.Sleep(time.Second)
+	st := e.lakeStatus(context.Background(), b, table)
+	tailRecords := st.GetLagRecords()
+	if tailRecords == 0 {
+		b.Fatalf("the changelog tail was tiered: nothing untiered after %d updates and %d deletes", updated, deleted)
+	}
+	want := keys - deleted
+	ctx := context.Background()
+
+	scanOnce := func(union bool) (time.Duration, []byte) {
+		t0 := time.Now()
+		resp, err := e.read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: "bench", Table: table, Union: union, Format: stromv1.Format_FORMAT_ARROW}))
+		if err != nil {
+			b.Fatalf("scan (union %v): %v", union, err)
+		}
+		return time.Since(t0), resp.Msg.GetArrowIpc()
+	}
+	// Warm up both paths and check the row counts.
+	for _, union := range []bool{true, false} {
+		if _, ipcBytes := scanOnce(union); countIPCRows(b, ipcBytes) != want {
+			b.Fatalf("scan (union %v) returned %d rows, want %d", union, countIPCRows(b, ipcBytes), want)
+		}
+	}
+	const reps = 5
+	var us, ks []time.Duration
+	var unionBytes, kvBytes int64
+	b.ResetTimer()
+	for i := range reps {
+		for _, union := range []bool{i%2 == 0, i%2 != 0} {
+			d, ipcBytes := scanOnce(union)
+			if union {
+				us, unionBytes = append(us, d), int64(len(ipcBytes))
+			} else {
+				ks, kvBytes = append(ks, d), int64(len(ipcBytes))
+			}
+		}
+	}
+	b.StopTimer()
+	if st := e.lakeStatus(ctx, b, table); st.GetLagRecords() != tailRecords {
+		b.Fatalf("the changelog tail changed during the runs: %d records untiered, %d before", st.GetLagRecords(), tailRecords)
+	}
+	slices.Sort(us)
+	slices.Sort(ks)
+	u, k := us[len(us)/2], ks[len(ks)/2]
+	res := bench.UnionScanPK{Env: bench.NewEnv(), Buckets: lakeBuckets, Columns: benchColumns, Rows: want, LakeRows: keys,
+		TailUpdates: updated, TailDeletes: deleted, TailRecords: tailRecords, UpsertRowsPerSec: float64(keys) / upsertEl.Seconds(),
+		Reps: reps, UnionSeconds: u.Seconds(), UnionRowsPerSec: float64(want) / u.Seconds(), UnionArrowBytes: unionBytes,
+		KVSeconds: k.Seconds(), KVRowsPerSec: float64(want) / k.Seconds(), KVArrowBytes: kvBytes}
+	res.Ratio = res.UnionRowsPerSec / res.KVRowsPerSec
+	if err := bench.Write(e.outDir, bench.UnionScanPKFile, res); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d rows (%d keys in the lake; tail: %d updates + %d deletes = %d changelog records): union scan %.2fs %.0f rows/s (%.1f MB Arrow); KV scan %.2fs %.0f rows/s (%.1f MB Arrow); ratio %.2f; runs union %v kv %v",
+		want, keys, updated, deleted, tailRecords, res.UnionSeconds, res.UnionRowsPerSec, float64(unionBytes)/1e6, res.KVSeconds, res.KVRowsPerSec, float64(kvBytes)/1e6, res.Ratio, us, ks)
+	b.ReportMetric(res.UnionRowsPerSec, "union-rows/s")
+	b.ReportMetric(res.KVRowsPerSec, "kv-rows/s")
+	b.ReportMetric(res.Ratio, "union/kv")
+}
+
+// upsertAll upserts batches (Arrow IPC) into table from writers
+// goroutines, durably.
+func (e *lakeEnv) upsertAll(b *testing.B, table string, batches [][]byte, writers int) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var next atomic.Int64
+	errc := make(chan error, writers)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(batches)); i = next.Add(1) - 1 {
+				if _, err := e.write.Upsert(ctx, connect.NewRequest(&stromv1.UpsertRequest{
+					Database: "bench", Table: table, ArrowIpc: batches[i], Durability: stromv1.Durability_DURABILITY_DURABLE,
+				})); err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		b.Fatalf("upsert: %v", err)
+	default:
+	}
+}
+
+// keyedBatch is wideBatch(seed, rows) with c00, the primary key, set to
+// from, from+step, from+2·step, ...
+func keyedBatch(tb testing.TB, seed uint64, from, step int64, rows int) []byte {
+	tb.Helper()
+	r, err := ipc.NewReader(bytes.NewReader(wideBatch(tb, seed, rows)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer r.Release()
+	if !r.Next() {
+		tb.Fatalf("wideBatch: no record: %v", r.Err())
+	}
+	rec := r.RecordBatch()
+	kb := array.NewInt64Builder(memory.DefaultAllocator)
+	defer kb.Release()
+	for i := range int64(rows) {
+		kb.Append(from + i*step)
+	}
+	key := kb.NewArray()
+	defer key.Release()
+	cols := slices.Clone(rec.Columns())
+	cols[0] = key
+	out := array.NewRecordBatch(rec.Schema(), cols, rec.NumRows())
+	defer out.Release()
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(out.Schema()))
+	if err := w.Write(out); err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // countIPCRows counts the rows of an Arrow IPC stream.

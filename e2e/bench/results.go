@@ -28,10 +28,11 @@ const (
 	// results (e2e/cluster_bench_test.go).
 	FailoverFile = "failover.json"
 	ClusterFile  = "cluster_throughput.json"
-	// TieringFile and UnionScanFile hold the lake benchmarks' results
-	// (e2e/lake_bench_test.go).
-	TieringFile   = "tiering.json"
-	UnionScanFile = "union_scan.json"
+	// TieringFile, UnionScanFile and UnionScanPKFile hold the lake
+	// benchmarks' results (e2e/lake_bench_test.go).
+	TieringFile     = "tiering.json"
+	UnionScanFile   = "union_scan.json"
+	UnionScanPKFile = "union_scan_pk.json"
 )
 
 // Env describes where a result was measured.
@@ -345,6 +346,30 @@ type UnionScan struct {
 	StreamRowsPerSec float64 `json:"stream_rows_per_s"`
 	StreamArrowBytes int64   `json:"stream_arrow_bytes"`
 	Ratio            float64 `json:"ratio"` // UnionRowsPerSec / StreamRowsPerSec
+}
+
+// UnionScanPK is the result of BenchmarkUnionScanPrimaryKey: the current
+// rows of a primary-key table read by one Scan{union} (the lake snapshot,
+// equality deletes applied, merged by key with the changelog tail) against
+// a plain Scan of the KV index, both Arrow; medians of Reps runs.
+type UnionScanPK struct {
+	Env              Env     `json:"env"`
+	Buckets          int     `json:"buckets"`
+	Columns          int     `json:"columns"`
+	Rows             int64   `json:"rows"`              // current rows: LakeRows - TailDeletes
+	LakeRows         int64   `json:"lake_rows"`         // keys upserted and tiered
+	TailUpdates      int64   `json:"tail_updates"`      // keys updated after tiering
+	TailDeletes      int64   `json:"tail_deletes"`      // keys deleted after tiering
+	TailRecords      int64   `json:"tail_records"`      // changelog records not tiered (GetLakeStatus lag)
+	UpsertRowsPerSec float64 `json:"upsert_rows_per_s"` // of the initial load, durable Arrow upserts
+	Reps             int     `json:"reps"`
+	UnionSeconds     float64 `json:"union_seconds"`
+	UnionRowsPerSec  float64 `json:"union_rows_per_s"`
+	UnionArrowBytes  int64   `json:"union_arrow_bytes"` // with _bucket, _offset, _timestamp
+	KVSeconds        float64 `json:"kv_seconds"`
+	KVRowsPerSec     float64 `json:"kv_rows_per_s"`
+	KVArrowBytes     int64   `json:"kv_arrow_bytes"`
+	Ratio            float64 `json:"ratio"` // UnionRowsPerSec / KVRowsPerSec
 }
 
 // OutDir returns $STROM_BENCH_OUT or def, created.

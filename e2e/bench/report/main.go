@@ -155,8 +155,8 @@ func render(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(md.String()), 0o644)
 }
 
-// renderLake adds the sections of BenchmarkTiering and BenchmarkUnionScan
-// (e2e/lake_bench_test.go), if they ran.
+// renderLake adds the sections of BenchmarkTiering, BenchmarkUnionScan and
+// BenchmarkUnionScanPrimaryKey (e2e/lake_bench_test.go), if they ran.
 func renderLake(md *strings.Builder, dir string) error {
 	var tr bench.Tiering
 	ok, err := bench.Read(dir, bench.TieringFile, &tr)
@@ -199,6 +199,21 @@ func renderLake(md *strings.Builder, dir string) error {
 		fmt.Fprintf(md, "| union scan (lake + tail) | %.2f | %.0f | %s |\n", us.UnionSeconds, us.UnionRowsPerSec, mib(float64(us.UnionArrowBytes)))
 		fmt.Fprintf(md, "| stream only (Fetch) | %.2f | %.0f | %s |\n", us.StreamSeconds, us.StreamRowsPerSec, mib(float64(us.StreamArrowBytes)))
 		fmt.Fprintf(md, "| **union / stream** | | **%.2f** | |\n\n", us.Ratio)
+	}
+	var pk bench.UnionScanPK
+	ok, err = bench.Read(dir, bench.UnionScanPKFile, &pk)
+	if err != nil {
+		return err
+	}
+	if ok {
+		md.WriteString("## Union scan of a primary-key table\n\n")
+		fmt.Fprintf(md, "Measured %s. A %d-bucket %d-column primary-key table (key `c00 BIGINT`): %d keys upserted (Arrow, durable, %.0f rows/s) and tiered; then, with tiering idle, %d keys updated and %d deleted, a changelog tail of %d records. "+
+			"The current %d rows read by one `Scan{union: true, format: ARROW}` (the lake snapshot with its equality deletes, merged by key with the tail) against a plain `Scan` (ARROW) of the KV index, alternating; both return exactly the current rows; median of %d runs each.\n\n",
+			pk.Env.Time.Format("2006-01-02 15:04 UTC"), pk.Buckets, pk.Columns, pk.LakeRows, pk.UpsertRowsPerSec, pk.TailUpdates, pk.TailDeletes, pk.TailRecords, pk.Rows, pk.Reps)
+		md.WriteString("| read | seconds | rows/s | Arrow bytes |\n|---|---:|---:|---:|\n")
+		fmt.Fprintf(md, "| union scan (lake + changelog tail) | %.2f | %.0f | %s |\n", pk.UnionSeconds, pk.UnionRowsPerSec, mib(float64(pk.UnionArrowBytes)))
+		fmt.Fprintf(md, "| KV index scan | %.2f | %.0f | %s |\n", pk.KVSeconds, pk.KVRowsPerSec, mib(float64(pk.KVArrowBytes)))
+		fmt.Fprintf(md, "| **union / KV** | | **%.2f** | |\n\n", pk.Ratio)
 	}
 	return nil
 }
