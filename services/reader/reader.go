@@ -228,6 +228,10 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 	if err != nil {
 		return FetchResult{}, err
 	}
+	if len(ranges) == 0 {
+		// Below hw, so committed: retention deleted it since BucketOffsets.
+		return FetchResult{}, fmt.Errorf("%w: offset %d of bucket %s was deleted by retention; read from the earliest offset", ErrOffsetOutOfRange, req.Offset, req.Bucket)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	reads := make([]*sectionRead, len(ranges))
 	start := func(i int) {
@@ -261,6 +265,10 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 	res := FetchResult{NextOffset: req.Offset, HighWatermark: hw}
 	for i, rg := range ranges {
 		if rg.BaseOffset > res.NextOffset {
+			if i == 0 {
+				// Retention deleted the offset since BucketOffsets.
+				return FetchResult{}, fmt.Errorf("%w: offset %d of bucket %s was deleted by retention; read from the earliest offset", ErrOffsetOutOfRange, req.Offset, req.Bucket)
+			}
 			break // retention raced with us; return what is contiguous
 		}
 		sr := reads[i]

@@ -181,7 +181,11 @@ func (r *unionReader) logBucket(ctx context.Context, st catalog.BucketState) err
 		if err := r.lakeRecords(ctx, b, 0, end); err != nil {
 			return err
 		}
-		from = max(from, r.lakeOffset(b))
+		// From the lake's end, even when the stream no longer starts
+		// there: st was read after the snapshot, so tiering and
+		// retention may have moved on meanwhile. The stream read then
+		// answers out of range, and a newer snapshot fills the gap.
+		from = r.lakeOffset(b)
 	}
 	for from < end && !r.u.full() {
 		res, err := r.s.reader.Fetch(ctx, reader.FetchRequest{Table: r.t, Bucket: b, Offset: from, MaxBytes: tailFetchBytes, Columns: r.columns})
