@@ -197,7 +197,7 @@ func (l *Lake) commit(ctx context.Context, tbl *table.Table, op string, files st
 			return snapID, nil
 		}
 		// The outcome is unknown until the table says otherwise.
-		fresh, err := l.cat.LoadTable(ctx, cur.Identifier())
+		fresh, err := l.load(ctx, cur.Identifier())
 		if err != nil {
 			return 0, fmt.Errorf("lake: %s %s: commit: %w; reload: %w; files %v are orphans unless the commit landed",
 				op, ident, commitErr, err, paths(all))

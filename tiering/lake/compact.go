@@ -145,7 +145,7 @@ func (l *Lake) Compact(ctx context.Context, tbl *table.Table) (CompactStats, err
 		stats.RemovedDeleteFiles = countRemovedDeletes(results, dead)
 		return stats, nil
 	}
-	fresh, err := l.cat.LoadTable(ctx, tbl.Identifier())
+	fresh, err := l.load(ctx, tbl.Identifier())
 	if err != nil {
 		return stats, fmt.Errorf("lake: compact %s: commit: %w; reload: %w; data files %v are orphans unless the commit landed",
 			ident, commitErr, err, paths(written))

@@ -18,7 +18,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/apache/iceberg-go"
 	icecatalog "github.com/apache/iceberg-go/catalog"
@@ -154,6 +156,51 @@ type Lake struct {
 	cat       *icesql.Catalog
 	tableProp iceberg.Properties
 	log       *slog.Logger
+
+	fsMu sync.Mutex
+	fs   map[string]iceio.IO // by scheme://bucket of table locations; see withFS
+}
+
+// load loads a lake table with the lake's shared file IO (withFS).
+func (l *Lake) load(ctx context.Context, ident table.Identifier) (*table.Table, error) {
+	tbl, err := l.cat.LoadTable(ctx, ident)
+	if err != nil {
+		return nil, err
+	}
+	return l.withFS(ctx, tbl)
+}
+
+// withFS returns tbl reading and writing through one file IO per bucket,
+// shared by every table the lake loads: an iceberg-go table opens a new
+// IO — an S3 client, its configuration loaded again (and a CA bundle
+// read and parsed, when AWS_CA_BUNDLE is set) — on every FS call, which
+// scans and commits make several times each.
+func (l *Lake) withFS(ctx context.Context, tbl *table.Table) (*table.Table, error) {
+	u, err := url.Parse(tbl.Location())
+	if err != nil {
+		return nil, fmt.Errorf("lake: %s: location %q: %w", strings.Join(tbl.Identifier(), "."), tbl.Location(), err)
+	}
+	key := u.Scheme + "://" + u.Host
+	l.fsMu.Lock()
+	fs, ok := l.fs[key]
+	l.fsMu.Unlock()
+	if !ok {
+		if fs, err = tbl.FS(ctx); err != nil {
+			return nil, fmt.Errorf("lake: %s: open file IO: %w", strings.Join(tbl.Identifier(), "."), err)
+		}
+		l.fsMu.Lock()
+		if prev, ok := l.fs[key]; ok {
+			fs = prev
+		} else {
+			if l.fs == nil {
+				l.fs = map[string]iceio.IO{}
+			}
+			l.fs[key] = fs
+		}
+		l.fsMu.Unlock()
+	}
+	return table.New(tbl.Identifier(), tbl.Metadata(), tbl.MetadataLocation(),
+		func(context.Context) (iceio.IO, error) { return fs, nil }, l.cat), nil
 }
 
 // catalogLockKey is the PostgreSQL advisory lock key under which Open

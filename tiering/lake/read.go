@@ -18,7 +18,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go"
 	icecatalog "github.com/apache/iceberg-go/catalog"
-	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/strom-io/strom/catalog"
@@ -62,7 +61,7 @@ func (l *Lake) Snapshot(ctx context.Context, t catalog.Table) (*Snapshot, error)
 	s := &Snapshot{Offsets: map[catalog.BucketID]int64{}, t: t, mem: memory.DefaultAllocator}
 	ident := Identifier(t)
 	name := strings.Join(ident, ".")
-	tbl, err := l.cat.LoadTable(ctx, ident)
+	tbl, err := l.load(ctx, ident)
 	if errors.Is(err, icecatalog.ErrNoSuchTable) || errors.Is(err, icecatalog.ErrNoSuchNamespace) {
 		return s, nil
 	}
@@ -80,15 +79,6 @@ func (l *Lake) Snapshot(ctx context.Context, t catalog.Table) (*Snapshot, error)
 	if snapID == 0 {
 		return s, nil
 	}
-	// One file IO for the snapshot's reads: the catalog's table makes a
-	// new one (an S3 client, its configuration loaded again) for every
-	// scan.
-	fs, err := tbl.FS(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("lake: %s: open file IO: %w", name, err)
-	}
-	tbl = table.New(tbl.Identifier(), tbl.Metadata(), tbl.MetadataLocation(),
-		func(context.Context) (iceio.IO, error) { return fs, nil }, l.cat)
 	tasks, err := tbl.Scan().PlanFiles(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lake: plan %s snapshot %d: %w", name, snapID, err)

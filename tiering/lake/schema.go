@@ -178,7 +178,7 @@ func (l *Lake) EnsureTable(ctx context.Context, t catalog.Table) (*table.Table, 
 		return nil, err
 	}
 	ident := Identifier(t)
-	tbl, err := l.cat.LoadTable(ctx, ident)
+	tbl, err := l.load(ctx, ident)
 	if errors.Is(err, icecatalog.ErrNoSuchTable) || errors.Is(err, icecatalog.ErrNoSuchNamespace) {
 		tbl, err = l.createTable(ctx, t)
 	}
@@ -193,12 +193,12 @@ func (l *Lake) EnsureTable(ctx context.Context, t catalog.Table) (*table.Table, 
 		}
 		evolved, err := addColumns(ctx, tbl, missing)
 		if err == nil {
-			return evolved, nil
+			return l.withFS(ctx, evolved)
 		}
 		if attempt == 2 {
 			return nil, fmt.Errorf("lake: add columns to %s: %w", ident, err)
 		}
-		if tbl, err = l.cat.LoadTable(ctx, ident); err != nil {
+		if tbl, err = l.load(ctx, ident); err != nil {
 			return nil, fmt.Errorf("lake: load %s: %w", ident, err)
 		}
 	}
@@ -226,9 +226,12 @@ func (l *Lake) createTable(ctx context.Context, t catalog.Table) (*table.Table, 
 	props[PropTableID] = strconv.FormatInt(t.ID, 10)
 	tbl, err := l.cat.CreateTable(ctx, ident, sc, icecatalog.WithPartitionSpec(&spec), icecatalog.WithProperties(props))
 	if errors.Is(err, icecatalog.ErrTableAlreadyExists) {
-		return l.cat.LoadTable(ctx, ident)
+		return l.load(ctx, ident)
 	}
-	return tbl, err
+	if err != nil {
+		return nil, err
+	}
+	return l.withFS(ctx, tbl)
 }
 
 // checkTable compares an existing lake table with t and returns t's
