@@ -17,6 +17,7 @@ import (
 	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/objstore"
 	"github.com/strom-io/strom/services/reader"
+	"github.com/strom-io/strom/services/wal"
 	"github.com/strom-io/strom/services/writer"
 )
 
@@ -41,6 +42,7 @@ var codes = []struct {
 	{writer.ErrBackpressure, connect.CodeResourceExhausted},
 	{writer.ErrSequence, connect.CodeFailedPrecondition},
 	{writer.ErrCommitTimeout, connect.CodeUnavailable},
+	{wal.ErrDiskFull, connect.CodeResourceExhausted}, // before ErrWAL, which wraps it
 	{writer.ErrWAL, connect.CodeUnavailable},
 	{writer.ErrClosed, connect.CodeUnavailable},
 	{reader.ErrOffsetOutOfRange, connect.CodeOutOfRange},

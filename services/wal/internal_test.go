@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 )
@@ -57,45 +55,6 @@ func TestSyncFailureFailsWAL(t *testing.T) {
 	}
 	if _, err := w.Append(context.Background(), []byte("again")); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestShortWriteFailsWAL injects a short write (disk full half-way through
-// a batch): the WAL fails, and reopening truncates the partial record.
-func TestShortWriteFailsWAL(t *testing.T) {
-	dir := t.TempDir()
-	w, err := Open(Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Append(context.Background(), []byte("ok")); err != nil {
-		t.Fatal(err)
-	}
-	write = func(f *os.File, b []byte) (int, error) {
-		n, _ := f.Write(b[:len(b)/2])
-		return n, syscall.ENOSPC
-	}
-	defer func() { write = func(f *os.File, b []byte) (int, error) { return f.Write(b) } }()
-	if _, err := w.Append(context.Background(), bytes.Repeat([]byte("x"), 100)); !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("Append with short write: %v, want ErrFailed wrapping ENOSPC", err)
-	}
-	if _, err := w.Append(context.Background(), []byte("later")); !errors.Is(err, ErrFailed) {
-		t.Fatalf("Append after failure: %v", err)
-	}
-	w.Close()
-	write = func(f *os.File, b []byte) (int, error) { return f.Write(b) }
-
-	var logs bytes.Buffer
-	w, err = Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if w.LastLSN() != 1 || !strings.Contains(logs.String(), "truncating torn tail") {
-		t.Fatalf("reopen: LastLSN %d, log %q", w.LastLSN(), logs.String())
-	}
-	if lsn, err := w.Append(context.Background(), []byte("again")); err != nil || lsn != 2 {
-		t.Fatalf("Append after reopen: lsn %d err %v", lsn, err)
 	}
 }
 

@@ -15,6 +15,10 @@ var fsync = syncData
 // and short writes.
 var write = func(f *os.File, b []byte) (int, error) { return f.Write(b) }
 
+// truncate truncates f to size. It is a variable so that tests can inject
+// failures.
+var truncate = func(f *os.File, size int64) error { return f.Truncate(size) }
+
 func newReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, 256<<10) }
 
 // grow returns b with length n, reallocating if needed.

@@ -174,7 +174,7 @@ func createFile(dir string, first uint64, noSync, replace bool) error {
 	if err != nil {
 		return fmt.Errorf("wal: create %s: %w", path, err)
 	}
-	_, err = f.Write(appendFileHeader(nil, first))
+	_, err = write(f, appendFileHeader(nil, first))
 	if err == nil && !noSync {
 		err = fsync(f)
 	}

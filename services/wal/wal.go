@@ -33,8 +33,9 @@ var (
 	ErrTooLarge = errors.New("wal: payload too large")
 	// ErrClosed means the WAL was closed.
 	ErrClosed = errors.New("wal: closed")
-	// ErrFailed means an earlier write or fsync failed; the WAL accepts no
-	// more appends (see WAL.Append) and must be closed and reopened.
+	// ErrFailed means an earlier fsync failed (or a failed write could not
+	// be rolled back); the WAL accepts no more appends (see WAL.Append) and
+	// must be closed and reopened.
 	ErrFailed = errors.New("wal: failed by an earlier I/O error")
 	// ErrLocked means another WAL (in this or another process) has the
 	// directory open.
@@ -70,6 +71,12 @@ type Options struct {
 	// MaxBatchBytes bounds the payload bytes of one write batch (default
 	// DefaultMaxBatchBytes); a batch always takes at least one record.
 	MaxBatchBytes int `yaml:"max_batch_bytes"`
+	// MinFreeBytes is the free-space watermark of Dir's filesystem:
+	// CheckSpace fails while fewer bytes are available. Unlike the other
+	// fields, 0 disables it; the flag's default is DefaultMinFreeBytes.
+	// Open fails if it is not below the size of the filesystem (no write
+	// could ever be accepted).
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 	// Logger receives recovery warnings and I/O failures (default: discard).
 	Logger *slog.Logger `yaml:"-"`
 	// NoSync skips every fsync. For tests only: an acknowledged record can
@@ -79,6 +86,8 @@ type Options struct {
 	// write batch is durable, e.g. to feed latency and batch-size
 	// histograms. It must not block or call into the WAL.
 	OnCommit func(CommitInfo) `yaml:"-"`
+
+	minFreeFlag string // the flag of MinFreeBytes, for messages
 }
 
 // RegisterFlags registers the configurable fields of Options, each name
@@ -88,6 +97,8 @@ func (o *Options) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.Int64Var(&o.SegmentSize, prefix+"segment-size", DefaultSegmentSize, "Size in bytes at which the write-ahead log rolls to a new file.")
 	f.DurationVar(&o.MaxBatchDelay, prefix+"max-batch-delay", 0, "How long a write-ahead log group commit waits for more records (0: write at once).")
 	f.IntVar(&o.MaxBatchBytes, prefix+"max-batch-bytes", DefaultMaxBatchBytes, "Largest payload bytes of one write-ahead log group commit.")
+	f.Int64Var(&o.MinFreeBytes, prefix+"min-free-bytes", DefaultMinFreeBytes, "Writes are refused with resource_exhausted while the filesystem of the write-ahead log has fewer free bytes (reads go on; writes resume once flushed segments free the log). Must be below the filesystem's size; 0 disables the check.")
+	o.minFreeFlag = "-" + prefix + "min-free-bytes"
 }
 
 // CommitInfo describes one group commit (one write and one fsync).
@@ -111,6 +122,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("wal: Options.MaxBatchDelay %v must not be negative", o.MaxBatchDelay)
 	case o.MaxBatchBytes < 0:
 		return fmt.Errorf("wal: Options.MaxBatchBytes %d must not be negative", o.MaxBatchBytes)
+	case o.MinFreeBytes < 0:
+		return fmt.Errorf("wal: Options.MinFreeBytes %d must not be negative (0 disables the free-space check)", o.MinFreeBytes)
 	}
 	return nil
 }
@@ -135,6 +148,7 @@ type WAL struct {
 	lock io.Closer
 
 	reqs         chan *request
+	rollc        chan uint64 // TruncateBefore asks the committer to roll (see rollFor)
 	committerEnd chan struct{}
 
 	// closeMu guards closed. Senders on reqs hold it for reading, so Close
@@ -149,6 +163,7 @@ type WAL struct {
 
 	durable atomic.Uint64         // LSN of the last fsynced record
 	failErr atomic.Pointer[error] // set once by the committer
+	space   *space                // free space of the filesystem of Dir
 
 	// Owned by the committer goroutine.
 	f     *os.File
@@ -200,6 +215,13 @@ func Open(opts Options) (*WAL, error) {
 	if err != nil {
 		return nil, err
 	}
+	sp := newSpace(opts.Dir, opts.MinFreeBytes, opts.minFreeFlag, opts.Logger)
+	sp.refresh()
+	if total := sp.total.Load(); opts.MinFreeBytes > 0 && total >= 0 && opts.MinFreeBytes >= total {
+		lock.Close()
+		return nil, fmt.Errorf("wal: %s %s is not below the size of the filesystem of %s (%s): no write could ever be accepted; lower it (0 disables the check)",
+			sp.flag, FormatBytes(opts.MinFreeBytes), opts.Dir, FormatBytes(total))
+	}
 	rec, err := recoverDir(opts.Dir, opts.NoSync, opts.Logger)
 	if err != nil {
 		lock.Close()
@@ -216,8 +238,10 @@ func Open(opts Options) (*WAL, error) {
 		log:          opts.Logger,
 		lock:         lock,
 		reqs:         make(chan *request, 1024),
+		rollc:        make(chan uint64, 1),
 		committerEnd: make(chan struct{}),
 		segs:         rec.segs,
+		space:        sp,
 		f:            f,
 		fSize:        rec.activeEnd,
 		next:         rec.last + 1,
@@ -230,22 +254,30 @@ func Open(opts Options) (*WAL, error) {
 
 // Append appends payload as one record and returns its LSN once the record
 // is fsynced. Concurrent Appends share one write and fsync (group commit).
-// Append does not retain payload after it returns.
+// Append does not retain payload after it returns. It does not apply the
+// free-space watermark: callers call CheckSpace first.
 //
 // If ctx is done before the record is handed to the committer, Append
 // returns ctx.Err() and nothing is written. Once handed over, Append waits
 // for the fsync whatever ctx does: the write cannot be taken back, and an
 // early return would leave the caller unsure whether the record exists.
 //
-// After a failed write or fsync the WAL is failed: that Append and every
-// later one return an error wrapping ErrFailed and the cause. An fsync
-// error cannot be retried safely: Linux may already have dropped the dirty
-// pages it failed to write (marking them clean), so a second fsync can
-// succeed without the data ever reaching the disk. So the WAL stops; the
-// owner should close it and reopen it (or restart). The record of a failed
-// Append has an unknown outcome, as after a timeout: it may or may not be in
-// the log after a reopen or a crash (a reopen in the same boot can even read
-// it back from the page cache).
+// A failed write (a full disk: ENOSPC, possibly after part of the batch
+// was written) is rolled back: the active file is truncated to the end of
+// the last durable batch and synced. Every Append of that batch returns an
+// error — matching ErrDiskFull for ENOSPC and EDQUOT — and its record is
+// not in the log; the WAL goes on, and later Appends succeed once there is
+// space.
+//
+// After a failed fsync (or a rollback that failed) the WAL is failed: that
+// Append and every later one return an error wrapping ErrFailed and the
+// cause. An fsync error cannot be retried safely: Linux may already have
+// dropped the dirty pages it failed to write (marking them clean), so a
+// second fsync can succeed without the data ever reaching the disk. So the
+// WAL stops; the owner should close it and reopen it (or restart). The
+// record of such an Append has an unknown outcome, as after a timeout: it
+// may or may not be in the log after a reopen or a crash (a reopen in the
+// same boot can even read it back from the page cache).
 func (w *WAL) Append(ctx context.Context, payload []byte) (uint64, error) {
 	if len(payload) > MaxPayloadSize {
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), MaxPayloadSize)
@@ -273,7 +305,8 @@ func (w *WAL) Append(ctx context.Context, payload []byte) (uint64, error) {
 // AppendAsync returns if the record is rejected (too large, closed, failed),
 // else on the committer goroutine, where it must be quick and must not call
 // Append. The caller must not modify payload until done is called.
-// AppendAsync may block while the committer's queue is full.
+// AppendAsync may block while the committer's queue is full. It does not
+// apply the free-space watermark: callers call CheckSpace first.
 func (w *WAL) AppendAsync(payload []byte, done func(lsn uint64, err error)) {
 	if len(payload) > MaxPayloadSize {
 		done(0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), MaxPayloadSize))
@@ -432,6 +465,12 @@ func replayFile(f *os.File, s segment, last, from uint64, buf []byte, fn func(ui
 // FirstLSN says where the log now starts). Each deletion is made durable
 // before the next, so a crash never leaves a gap. It is safe concurrently
 // with Append and Replay.
+//
+// While free space is below Options.MinFreeBytes, a TruncateBefore that
+// releases every record also has the committer roll to a new file and
+// delete the old active one (soon after, asynchronously): else the space
+// of the active file, up to SegmentSize, could only be freed by a write,
+// which the watermark refuses.
 func (w *WAL) TruncateBefore(lsn uint64) error {
 	w.closeMu.RLock()
 	closed := w.closed
@@ -439,12 +478,29 @@ func (w *WAL) TruncateBefore(lsn uint64) error {
 	if closed {
 		return ErrClosed
 	}
+	if err := w.release(lsn); err != nil {
+		return err
+	}
+	if w.space.low.Load() && lsn > w.durable.Load() {
+		select {
+		case w.rollc <- lsn:
+		default:
+		}
+	}
+	return nil
+}
+
+// release deletes the files all of whose records are below lsn.
+func (w *WAL) release(lsn uint64) error {
 	w.truncMu.Lock()
 	defer w.truncMu.Unlock()
-	for {
+	for deleted := false; ; deleted = true {
 		w.segMu.Lock()
 		if len(w.segs) < 2 || w.segs[1].first > lsn {
 			w.segMu.Unlock()
+			if deleted {
+				w.space.refresh() // writes refused below the watermark may resume
+			}
 			return nil
 		}
 		s := w.segs[0]
@@ -492,7 +548,14 @@ func (w *WAL) commitLoop() {
 		timer.Stop()
 	}
 	for {
-		r, ok := <-w.reqs
+		var r *request
+		var ok bool
+		select {
+		case r, ok = <-w.reqs:
+		case lsn := <-w.rollc:
+			w.rollFor(lsn)
+			continue
+		}
 		if !ok {
 			return
 		}
@@ -543,7 +606,7 @@ func (w *WAL) commit(batch []*request) {
 	}
 	if w.fSize >= w.opts.SegmentSize && w.fSize > fileHeaderSize {
 		if err := w.roll(); err != nil {
-			complete(batch, 0, w.fail(err))
+			complete(batch, 0, err)
 			return
 		}
 	}
@@ -560,7 +623,7 @@ func (w *WAL) commit(batch []*request) {
 		w.buf = nil // don't pin a buffer grown for one huge record
 	}
 	if _, err := write(w.f, buf); err != nil {
-		complete(batch, 0, w.fail(fmt.Errorf("write %s: %w", w.f.Name(), err)))
+		complete(batch, 0, w.writeFailed(err))
 		return
 	}
 	w.fSize += int64(len(buf))
@@ -613,16 +676,65 @@ func (w *WAL) fail(cause error) error {
 	return w.failure()
 }
 
-// roll closes the active file (already fsynced: every batch is) and starts
-// a new one at the next LSN.
-func (w *WAL) roll() error {
-	if err := createFile(w.opts.Dir, w.next, w.opts.NoSync, false); err != nil {
-		return err
+// rollFor rolls to a new file if every record of the active one is below
+// lsn, then deletes the files below lsn (see TruncateBefore).
+func (w *WAL) rollFor(lsn uint64) {
+	if w.failure() != nil || w.next > lsn || w.fSize <= fileHeaderSize {
+		return
 	}
+	if err := w.roll(); err != nil {
+		return // logged
+	}
+	if err := w.release(lsn); err != nil {
+		w.log.Warn("wal: deleting the released active file failed", "err", err)
+	}
+}
+
+// writeFailed handles a failed write of a batch to the active file (a full
+// disk, typically, after part of the batch was written): it truncates the
+// file back to the end of the last durable batch and syncs that, so the log
+// is as before the write and accepts the next one. The batch gets an error
+// (a *SpaceError for ENOSPC). Only if the rollback fails is the WAL failed:
+// the partial batch then stays as a torn tail, which Open truncates.
+func (w *WAL) writeFailed(err error) error {
+	w.stats.writeErrors.Add(1)
+	name := w.f.Name() // err, an *os.PathError, names it too
+	rerr := truncate(w.f, w.fSize)
+	if rerr == nil && !w.opts.NoSync {
+		rerr = fsync(w.f)
+	}
+	if rerr != nil {
+		return w.fail(fmt.Errorf("%w; rolling it back to offset %d failed: %w", err, w.fSize, rerr))
+	}
+	w.log.Warn("wal: write failed and was rolled back", "file", name, "offset", w.fSize, "err", err)
+	return w.space.writeError("", err)
+}
+
+// roll closes the active file (already fsynced: every batch is) and starts
+// a new one at the next LSN. If the new file cannot be created (a full
+// disk), it is removed again and the error returned; the WAL goes on with
+// the old file and retries the roll with the next batch. Only if that
+// removal fails is the WAL failed.
+func (w *WAL) roll() error {
 	path := filepath.Join(w.opts.Dir, fileName(w.next))
+	if err := createFile(w.opts.Dir, w.next, w.opts.NoSync, false); err != nil {
+		w.stats.writeErrors.Add(1)
+		if errors.Is(err, os.ErrExist) { // not ours to remove
+			return w.fail(err)
+		}
+		// A crash before the removal is durable leaves a file with a torn
+		// header or no record, which Open repairs: no record was written
+		// after it.
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return w.fail(fmt.Errorf("%w; removing the new file failed: %w", err, rerr))
+		}
+		w.log.Warn("wal: creating a new file failed; retrying with the next write", "file", path, "err", err)
+		return w.space.writeError("", err)
+	}
+	defer w.space.refresh()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+		return w.fail(fmt.Errorf("open %s: %w", path, err))
 	}
 	old := w.f
 	w.f, w.fSize = f, fileHeaderSize

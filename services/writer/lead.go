@@ -86,7 +86,7 @@ func (w *Writer) Handoff(ctx context.Context, b catalog.BucketID, keepSnapshots 
 		bs.handoff.Store(false)
 		return fmt.Errorf("writer: hand %s over: %w", b, err)
 	}
-	if bs.kv != nil && bs.kv.AppliedOffset() > bs.snapshotOffset && keepSnapshots > 0 {
+	if bs.kv != nil && bs.kv.AppliedOffset() > bs.snapshotOffset.Load() && keepSnapshots > 0 {
 		if err := w.snapshot(ctx, bs, keepSnapshots); err != nil {
 			w.logger.Warn("KV snapshot before handoff failed; the next leader replays more of the changelog", slog.String("bucket", b.String()), slog.Any("err", err))
 		}

@@ -43,7 +43,7 @@ func (w *Writer) RunSnapshots(ctx context.Context, interval time.Duration, keep 
 		w.mu.Lock()
 		var due []*bucketState
 		for _, bs := range w.buckets {
-			if bs.kv != nil && bs.lead != nil && !bs.lead.IsFenced() && bs.kv.AppliedOffset() > bs.snapshotOffset {
+			if bs.kv != nil && bs.lead != nil && !bs.lead.IsFenced() && bs.kv.AppliedOffset() > bs.snapshotOffset.Load() {
 				due = append(due, bs)
 			}
 		}
@@ -86,7 +86,7 @@ func (w *Writer) snapshot(ctx context.Context, bs *bucketState, keep int) error 
 		return fmt.Errorf("record snapshot: %w", err)
 	}
 	bs.manifest = m
-	bs.snapshotOffset = offset
+	bs.snapshotOffset.Store(offset)
 	w.logger.Info("KV snapshot taken", slog.String("bucket", bs.id.String()), slog.Int64("id", rec.ID),
 		slog.Int64("log_offset", offset), slog.Int("files", len(m.Entries)), slog.Duration("took", time.Since(start)))
 	return w.prune(ctx, store, bs, keep)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +41,10 @@ var (
 	// unavailable). It will still be committed when they return; an
 	// idempotent retry returns its offsets.
 	ErrCommitTimeout = errors.New("writer: commit not confirmed in time")
-	// ErrWAL: the local WAL failed; the frontend accepts no more writes.
+	// ErrWAL: the local WAL did not take the batch: its disk is full
+	// (the cause matches wal.ErrDiskFull; later writes succeed once space
+	// is freed) or it failed (wal.ErrFailed: it accepts no more writes
+	// until the frontend restarts). The rows may still be committed.
 	ErrWAL = errors.New("writer: WAL append failed")
 	// ErrClosed: the writer is shutting down.
 	ErrClosed = errors.New("writer: closed")
@@ -104,6 +108,9 @@ type Store interface {
 
 // Log is the write-ahead log (wal.WAL).
 type Log interface {
+	// CheckSpace returns an error (wal.ErrDiskFull) while the log's disk
+	// is nearly full; Append then refuses new rows before changing anything.
+	CheckSpace() error
 	AppendAsync(payload []byte, done func(lsn uint64, err error))
 	TruncateBefore(lsn uint64) error
 	Replay(from uint64, fn func(lsn uint64, payload []byte) error) error
@@ -164,14 +171,15 @@ type bucketState struct {
 	committed      int64 // the catalog's next offset
 	batches        []*pending
 	writers        map[string]*writerState
-	kv             *kv.Bucket       // primary-key tables: the bucket's KV state
-	manifest       *kvsnap.Manifest // the newest KV snapshot taken or restored
-	snapshotOffset int64            // the log offset that snapshot covers
-	ready          chan struct{}    // closed when loaded
-	handoff        atomic.Bool      // being handed over: accept no new batch
-	snapMu         sync.Mutex       // held while a snapshot reads kv, and to close kv
-	kvClosed       bool             // kv was closed (guarded by snapMu)
-	err            error            // load error, set before ready is closed
+	kv             *kv.Bucket              // primary-key tables: the bucket's KV state
+	manifest       *kvsnap.Manifest        // the newest KV snapshot taken or restored
+	snapshotOffset atomic.Int64            // the log offset that snapshot covers (read without snapMu)
+	ready          chan struct{}           // closed when loaded
+	handoff        atomic.Bool             // being handed over: accept no new batch
+	walHole        atomic.Pointer[pending] // the last batch whose WAL append failed (see await)
+	snapMu         sync.Mutex              // held while a snapshot reads kv, and to close kv
+	kvClosed       bool                    // kv was closed (guarded by snapMu)
+	err            error                   // load error, set before ready is closed
 }
 
 type writerState struct {
@@ -196,6 +204,9 @@ type pending struct {
 	lsn     atomic.Uint64
 	walDone chan struct{}
 	walErr  error
+	// hole is the last earlier batch of the bucket whose WAL append had
+	// failed when this one's completed (set before walDone is closed).
+	hole *pending
 
 	done chan struct{}
 	err  error
@@ -278,6 +289,14 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 			}
 		}
 	}
+	// The WAL's free-space watermark (statfs at most every 100 ms), for
+	// requests that would write.
+	if slices.Contains(dup, nil) {
+		if err := w.log.CheckSpace(); err != nil {
+			w.mu.Unlock()
+			return nil, err
+		}
+	}
 	if w.pendingBytes+size > w.cfg.MaxPendingBytes && w.pendingBytes > 0 {
 		w.mu.Unlock()
 		return nil, fmt.Errorf("%w (%d bytes pending, limit %d)", ErrBackpressure, w.pendingBytes, w.cfg.MaxPendingBytes)
@@ -342,6 +361,7 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 			// Offsets are assigned: the batch stays and is committed; only
 			// its WAL copy is missing, as if the WAL write had failed.
 			p.walErr = fmt.Errorf("encode batch for the WAL: %w", err)
+			setHole(bs, p)
 			close(p.walDone)
 			wait = append(wait, p)
 			continue
@@ -353,6 +373,12 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		w.log.AppendAsync(wrec.encode(), func(lsn uint64, err error) {
 			p.lsn.Store(lsn)
 			p.walErr = err
+			if err != nil {
+				setHole(bs, p)
+			}
+			if h := bs.walHole.Load(); h != nil && h.base < p.base {
+				p.hole = h
+			}
 			for old := w.lastLSN.Load(); lsn > old && !w.lastLSN.CompareAndSwap(old, lsn); old = w.lastLSN.Load() {
 			}
 			close(p.walDone)
@@ -373,7 +399,26 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 	return results, nil
 }
 
+// setHole records p, whose WAL append failed, as bs's last WAL hole.
+// Holes only move forward (a rejection on the caller's goroutine may be
+// recorded before an earlier batch's failure on the WAL's).
+func setHole(bs *bucketState, p *pending) {
+	for {
+		h := bs.walHole.Load()
+		if h != nil && h.base >= p.base || bs.walHole.CompareAndSwap(h, p) {
+			return
+		}
+	}
+}
+
 // await waits until p is as durable as d asks.
+//
+// With WAL durability, p is acknowledged once its WAL record is synced —
+// unless an earlier batch of the bucket is missing from the WAL (its append
+// failed, e.g. on a full disk) and is not committed yet: recovery re-commits
+// a bucket's WAL records only as a run without gaps, so after a crash p's
+// record alone would be dropped. p then waits for its commit, as a durable
+// write does.
 func (w *Writer) await(ctx context.Context, p *pending, d Durability) error {
 	if d == WAL {
 		select {
@@ -383,7 +428,17 @@ func (w *Writer) await(ctx context.Context, p *pending, d Durability) error {
 			if p.walErr != nil {
 				return fmt.Errorf("%w: %w", ErrWAL, p.walErr)
 			}
-			return nil
+			h := p.hole
+			if h == nil {
+				return nil
+			}
+			select {
+			case <-h.done:
+				if h.err == nil {
+					return nil // committed, and so is everything before it
+				}
+			default:
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}

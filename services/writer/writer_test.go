@@ -28,6 +28,8 @@ type env struct {
 	objects objstore.Bucket
 	table   catalog.Table
 	dir     string
+	// wrap, if set, wraps the WAL of frontends started next.
+	wrap func(*wal.WAL) writer.Log
 }
 
 func newEnv(t *testing.T) *env {
@@ -80,7 +82,11 @@ func (e *env) start(t *testing.T, holder, walDir string, cfg writer.Config) *fro
 	keeper := lease.NewKeeper(e.store, holder, lease.Config{TTL: 5 * time.Second, RenewInterval: time.Second}, slog.New(slog.DiscardHandler))
 	r := reader.New(e.store, e.objects, hub)
 	cfg.KVDir = filepath.Join(e.dir, "kv-"+holder)
-	w := writer.New(cfg, e.store, e.objects, log, keeper, hub, r, slog.New(slog.DiscardHandler))
+	var wl writer.Log = log
+	if e.wrap != nil {
+		wl = e.wrap(log)
+	}
+	w := writer.New(cfg, e.store, e.objects, wl, keeper, hub, r, slog.New(slog.DiscardHandler))
 	if err := w.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
