@@ -48,17 +48,26 @@ func TestMain(m *testing.M) {
 type process struct {
 	cmd    *exec.Cmd
 	addr   string // host:port it listens on
+	scheme string // http (h2c) or https
+	client *http.Client
 	mu     sync.Mutex
 	stderr bytes.Buffer
 	exited chan struct{}
 	err    error
 }
 
-var readyLine = regexp.MustCompile(`Strom is ready: curl -s http://(\S+)/readyz`)
+var readyLine = regexp.MustCompile(`Strom is ready: curl -s (https?)://(\S+)/readyz`)
 
 // startServer starts `strom server args...` in dir and waits until it
 // prints its address and /readyz answers 200.
 func startServer(t testing.TB, dir string, args ...string) *process {
+	t.Helper()
+	return startServerClient(t, dir, http.DefaultClient, args...)
+}
+
+// startServerClient is startServer with the HTTP client that checks
+// /readyz (for TLS, one that trusts the server's CA).
+func startServerClient(t testing.TB, dir string, hc *http.Client, args ...string) *process {
 	t.Helper()
 	args = append([]string{"server", "-server.http-listen-address", "127.0.0.1:0", "-server.internal-listen-address", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(stromBin, args...)
@@ -67,11 +76,11 @@ func startServer(t testing.TB, dir string, args ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
+	p := &process{cmd: cmd, exited: make(chan struct{}), client: hc}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	addrc := make(chan string, 1)
+	addrc := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -83,7 +92,7 @@ func startServer(t testing.TB, dir string, args ...string) *process {
 			}
 			p.mu.Unlock()
 			if m := readyLine.FindStringSubmatch(line); m != nil {
-				addrc <- m[1]
+				addrc <- m[1:]
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
@@ -102,7 +111,8 @@ func startServer(t testing.TB, dir string, args ...string) *process {
 		}
 	})
 	select {
-	case p.addr = <-addrc:
+	case m := <-addrc:
+		p.scheme, p.addr = m[0], m[1]
 	case <-p.exited:
 		t.Fatalf("strom server exited before it was ready: %v\n%s", p.err, p.log())
 	case <-time.After(60 * time.Second):
@@ -118,7 +128,12 @@ func (p *process) log() string {
 	return p.stderr.String()
 }
 
-func (p *process) url() string { return "http://" + p.addr }
+func (p *process) url() string {
+	if p.scheme == "" {
+		return "http://" + p.addr
+	}
+	return p.scheme + "://" + p.addr
+}
 
 // stop sends SIGTERM and waits for a clean exit.
 func (p *process) stop(t *testing.T) {
@@ -140,7 +155,11 @@ func waitReady(t testing.TB, p *process) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(p.url() + "/readyz")
+		hc := p.client
+		if hc == nil {
+			hc = http.DefaultClient
+		}
+		resp, err := hc.Get(p.url() + "/readyz")
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()

@@ -68,6 +68,23 @@ func WithBearerToken(token string) Option {
 	return func(o *options) { o.header.Set("Authorization", "Bearer "+token) }
 }
 
+// BearerHTTPClient returns an HTTP client that sends "Authorization:
+// Bearer TOKEN" with every request through next, for generated Connect
+// clients used without a Client.
+func BearerHTTPClient(next connect.HTTPClient, token string) connect.HTTPClient {
+	return bearerClient{next: next, authorization: "Bearer " + token}
+}
+
+type bearerClient struct {
+	next          connect.HTTPClient
+	authorization string
+}
+
+func (c bearerClient) Do(req *http.Request) (*http.Response, error) {
+	req.Header.Set("Authorization", c.authorization)
+	return c.next.Do(req)
+}
+
 // WithConnectOptions passes extra options (interceptors, compression, read
 // limits) to the generated Connect clients.
 func WithConnectOptions(opts ...connect.ClientOption) Option {

@@ -29,7 +29,9 @@ const progressMinBytes = 4 << 20
 // maxLineBytes bounds one JSON line.
 const maxLineBytes = 64 << 20
 
-func (g *globals) client() *client.Client { return client.New(g.addr) }
+func (g *globals) client() *client.Client {
+	return client.New(g.baseURL(), client.WithHTTPClient(g.withToken(g.httpClient())))
+}
 
 func newProduceCommand(g *globals) *cobra.Command {
 	var (

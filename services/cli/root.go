@@ -3,9 +3,7 @@
 package cli
 
 import (
-	"net/http"
 	"os"
-	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -19,16 +17,14 @@ const defaultAddr = "http://localhost:9123"
 
 // globals are the flags every client command shares.
 type globals struct {
-	addr   string
-	output string
+	addr      string
+	output    string
+	tlsCAFile string     // tls.go
+	auth      tokenFlags // token.go
 }
 
 func (g *globals) admin() stromv1connect.AdminServiceClient {
-	addr := g.addr
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	return stromv1connect.NewAdminServiceClient(http.DefaultClient, strings.TrimRight(addr, "/"), connect.WithProtoJSON())
+	return stromv1connect.NewAdminServiceClient(g.withToken(g.httpClient()), g.baseURL(), connect.WithProtoJSON())
 }
 
 // NewRoot returns the strom command tree.
@@ -50,7 +46,9 @@ Run a server with 'strom server'; the other commands talk to one.`,
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", addr, "Server address (env STROM_ADDR).")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "Output format: text or json.")
-	root.AddCommand(newServerCommand(), newStatusCommand(g), newLakeCommand(g), newDatabaseCommand(g), newTableCommand(g), newProduceCommand(g), newConsumeCommand(g),
+	root.PersistentFlags().StringVar(&g.tlsCAFile, "tls-ca-file", os.Getenv("STROM_TLS_CA_FILE"), "PEM CA certificates to trust for an https:// server instead of the system's; an --addr without a scheme then means https:// (env STROM_TLS_CA_FILE).")
+	g.addTokenFlags(root.PersistentFlags())
+	root.AddCommand(newServerCommand(), newTokenCommand(), newStatusCommand(g), newLakeCommand(g), newDatabaseCommand(g), newTableCommand(g), newProduceCommand(g), newConsumeCommand(g),
 		newUpsertCommand(g), newDeleteCommand(g), newLookupCommand(g), newScanCommand(g), newCountCommand(g))
 	return root
 }

@@ -49,7 +49,7 @@ Run 'strom server -h' for every setting.`,
 				slog.String("catalog", cfg.Catalog.Backend),
 				slog.String("objstore", cfg.ObjStore.Backend),
 				slog.String("data_dir", cfg.DataDir))
-			fmt.Fprintf(os.Stderr, "Strom is ready: curl -s http://%s/readyz\n", displayAddr(srv.Addr().String()))
+			fmt.Fprintf(os.Stderr, "Strom is ready: curl -s %s://%s/readyz\n", srv.Scheme(), displayAddr(srv.Addr().String()))
 			err = srv.Serve(ctx)
 			logger.Info("strom server stopped")
 			return err

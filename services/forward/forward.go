@@ -18,6 +18,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/strom-io/strom/api/client"
 	clusterv1 "github.com/strom-io/strom/api/gen/strom/cluster/v1"
 	"github.com/strom-io/strom/api/gen/strom/cluster/v1/clusterv1connect"
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
@@ -52,6 +53,9 @@ type Config struct {
 	Timeout time.Duration
 	// HTTPClient carries the internal calls; nil for an h2c client.
 	HTTPClient connect.HTTPClient
+	// Token, if set, is sent as bearer token with every internal call: the
+	// frontends' shared secret (-server.internal-token-file).
+	Token string
 	// OnForward, if set, counts forwarded calls by procedure and outcome
 	// ("ok" or a Connect code).
 	OnForward func(procedure, outcome string)
@@ -72,6 +76,9 @@ type Router struct {
 func NewRouter(cfg Config, loc Locator, local Local, logger *slog.Logger) *Router {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = h2cClient()
+	}
+	if cfg.Token != "" {
+		cfg.HTTPClient = client.BearerHTTPClient(cfg.HTTPClient, cfg.Token)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second

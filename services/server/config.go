@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/strom-io/strom/services/auth"
 	"github.com/strom-io/strom/services/cache"
 	"github.com/strom-io/strom/services/cluster"
 	"github.com/strom-io/strom/services/objstore"
@@ -40,6 +41,7 @@ type Config struct {
 	Retention retention.Config `yaml:"retention"`
 	Cache     cache.Config     `yaml:"cache"`
 	Lake      LakeConfig       `yaml:"lake"`
+	Auth      auth.Config      `yaml:"auth"`
 }
 
 // FrontendConfig configures the write path and bucket leadership.
@@ -70,7 +72,7 @@ func (c *FrontendConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.StringVar(&c.ID, prefix+"id", "", "Id of this frontend in bucket leases and the member list (default <hostname>-<random>, kept in <data-dir>/frontend-id so that a restart with the same data directory keeps it).")
 	f.DurationVar(&c.LeaseTTL, prefix+"lease-ttl", 10*time.Second, "How long a bucket lease lasts without renewal; another frontend takes the bucket after it.")
 	f.DurationVar(&c.LeaseRenew, prefix+"lease-renew-interval", 3*time.Second, "How often held bucket leases are renewed.")
-	f.StringVar(&c.AdvertiseAddress, prefix+"advertise-address", "", "host:port at which other frontends reach this one's internal listener (default: the bound -server.internal-listen-address, with the host name when it binds every interface). In Kubernetes use the pod IP.")
+	f.StringVar(&c.AdvertiseAddress, prefix+"advertise-address", "", "host:port at which other frontends reach this one's internal listener (default: the bound -server.internal-listen-address, with the host name when it binds every interface). In Kubernetes, the pod's stable name through a headless Service.")
 	f.DurationVar(&c.BalanceInterval, prefix+"balance-interval", time.Second, "How often a frontend heartbeats, re-reads the members and bucket leaders, takes over free buckets and hands buckets to newer members.")
 	f.DurationVar(&c.ForwardTimeout, prefix+"forward-timeout", 30*time.Second, "Deadline of a request forwarded to the bucket's leader (the client's deadline applies too).")
 	f.DurationVar(&c.FlushInterval, prefix+"flush-interval", 50*time.Millisecond, "How often new batches are flushed as one segment object.")
@@ -101,6 +103,15 @@ type HTTPConfig struct {
 	InternalListenAddress   string        `yaml:"internal_listen_address"`
 	GracefulShutdownTimeout time.Duration `yaml:"graceful_shutdown_timeout"`
 	MaxRequestBytes         int           `yaml:"max_request_bytes"`
+	// InternalTokenFile holds the frontends' shared secret for the
+	// internal port (auth.go); empty leaves the port open.
+	InternalTokenFile string `yaml:"internal_token_file"`
+	// TLS of the API listener (tls.go).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// Per-client limits (limits.go).
+	RateLimit      float64 `yaml:"rate_limit"`
+	RateLimitBurst int     `yaml:"rate_limit_burst"`
 }
 
 // Catalog backends.
@@ -133,6 +144,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	c.Retention.RegisterFlags("retention.", f)
 	c.Cache.RegisterFlags("cache.", f)
 	c.Lake.RegisterFlags("lake.", f)
+	c.Auth.RegisterFlags("auth.", f)
 }
 
 // RegisterFlags registers the listener settings under prefix.
@@ -141,6 +153,9 @@ func (c *HTTPConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.StringVar(&c.InternalListenAddress, prefix+"internal-listen-address", ":9124", "Address of the internal API to which other frontends forward writes and primary-key reads (write role only).")
 	f.DurationVar(&c.GracefulShutdownTimeout, prefix+"graceful-shutdown-timeout", 30*time.Second, "How long a SIGTERM drain may take: hand the buckets over (flush, commit, release the leases), then finish in-flight requests.")
 	f.IntVar(&c.MaxRequestBytes, prefix+"max-request-bytes", 64<<20, "Largest accepted request message, in bytes.")
+	f.StringVar(&c.InternalTokenFile, prefix+"internal-token-file", "", "File holding the shared secret of the internal port (one line, at least 16 bytes: strom token generate). Frontends send it with forwarded calls and refuse calls without it, so every frontend must read the same file. Empty: the internal port accepts any caller.")
+	c.registerTLSFlags(prefix, f)
+	c.registerLimitFlags(prefix, f)
 }
 
 // RegisterFlags registers the catalog settings under prefix.
@@ -178,6 +193,8 @@ func (c *Config) Validate() error {
 	if c.Server.MaxRequestBytes < 1024 {
 		errs = append(errs, fmt.Errorf("server.max_request_bytes: must be at least 1024, got %d", c.Server.MaxRequestBytes))
 	}
+	errs = append(errs, c.Server.validateTLS(), c.Server.validateLimits())
+	errs = append(errs, c.Auth.Validate())
 	switch c.Catalog.Backend {
 	case CatalogEmbedded:
 	case CatalogPostgres:

@@ -115,11 +115,11 @@ func (c *Config) restConfig(lc lake.Config) rest.Config {
 // REST routes answer why.
 func (s *Server) openLake(ctx context.Context, mux *http.ServeMux, rd *reader.Reader, cm *clusterMetrics) error {
 	if why := s.cfg.lakeUnavailable(); why != "" {
-		mux.HandleFunc("/iceberg/", func(w http.ResponseWriter, _ *http.Request) {
+		mux.Handle("/iceberg/", s.auth.requireToken(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusNotImplemented)
 			fmt.Fprintf(w, `{"error":{"message":%q,"type":"NotImplementedException","code":501}}`+"\n", "this Strom deployment has no lake: "+why)
-		})
+		})))
 		s.lakeWhy = why
 		return nil
 	}
@@ -130,7 +130,7 @@ func (s *Server) openLake(ctx context.Context, mux *http.ServeMux, rd *reader.Re
 	}
 	s.lake = lk
 	if s.cfg.Lake.REST.Enabled {
-		h := rest.NewHandler(lk.Catalog(), s.cfg.restConfig(lc), s.logger.With(slog.String("component", "iceberg-rest")))
+		h := rest.NewHandler(lk.Catalog(), s.cfg.restConfig(lc), s.logger.With(slog.String("component", "iceberg-rest")), s.auth.restOptions()...)
 		mux.Handle("/iceberg/", http.StripPrefix("/iceberg", h))
 	}
 	if !s.roles.Has("tiering") {

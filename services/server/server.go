@@ -73,6 +73,7 @@ type Server struct {
 	lakeWhy   string          // why there is no lake
 	tierer    *tiering.Tierer // nil without the tiering role or the lake
 	started   atomic.Bool     // recovered and joined the cluster
+	auth      *serverAuth     // API tokens and the internal secret (auth.go)
 	draining  atomic.Bool
 }
 
@@ -84,6 +85,10 @@ var services = []string{stromv1connect.AdminServiceName, stromv1connect.WriteSer
 // server. It does not listen yet; call Listen and Serve, or Run.
 func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	authn, err := openAuth(cfg, logger, reg)
+	if err != nil {
 		return nil, err
 	}
 	store, err := openCatalog(ctx, cfg)
@@ -109,6 +114,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		hub:      notify.NewHub(),
 		roles:    roles,
 		id:       cfg.frontendID(logger),
+		auth:     authn,
 	}
 	fe := cfg.Frontend
 	var ranges segment.RangeReader = bucket
@@ -139,6 +145,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 			_ = store.Close()
 			return nil, fmt.Errorf("wal: %w", err)
 		}
+		registerWALMetrics(reg, s.wal, walOpts.MinFreeBytes)
 		s.keeper = lease.NewKeeper(store, s.id, lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew, OnChange: cm.onLeaseChange}, logger)
 		s.writer = writer.New(writer.Config{
 			FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
@@ -155,10 +162,14 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		TTL:      fe.LeaseTTL,
 		Interval: fe.BalanceInterval, KeepSnapshots: fe.KVSnapshotKeep,
 	}, store, leader, logger.With(slog.String("component", "cluster")))
-	router := forward.NewRouter(forward.Config{Timeout: fe.ForwardTimeout, OnForward: cm.onForward}, s.cluster, local, logger.With(slog.String("component", "forward")))
+	router := forward.NewRouter(forward.Config{Timeout: fe.ForwardTimeout, OnForward: cm.onForward, Token: s.auth.forwardToken()}, s.cluster, local, logger.With(slog.String("component", "forward")))
 	metrics := newAPIMetrics(reg)
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(metrics.interceptor()),
+		connect.WithInterceptors(s.auth.interceptors()...), // authentication (auth.go)
+		// Per-client limits (limits.go), after authentication: it names
+		// the client.
+		connect.WithInterceptors(limitInterceptors(newRateLimiter(cfg.Server, clientKey, reg))...),
 		connect.WithReadMaxBytes(cfg.Server.MaxRequestBytes),
 		// No gzip responses: on Arrow fetches it cost ~70% of the CPU and
 		// made full reads 7x slower (make bench). Requests may still come
@@ -171,8 +182,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	mux.Handle(stromv1connect.NewWriteServiceHandler(writesvc.New(store, router, logger, int64(cfg.Server.MaxRequestBytes)), opts...))
 	mux.Handle(grpchealth.NewHandler(s.checker))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName}, services...)...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.auth.handlerOptions()...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.auth.handlerOptions()...))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -195,11 +206,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c: gRPC without TLS
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           clientErrors(mux), // malformed requests get 4xx (clienterrors.go)
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute, // idle keep-alive connections do not pile up
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if err := s.configureTLS(); err != nil { // HTTPS instead of h2c (tls.go)
+		s.close()
+		return nil, err
 	}
 	if local != nil {
 		internal := http.NewServeMux()
@@ -207,7 +223,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 			forward.NewHandler(store, local, s.cluster, logger.With(slog.String("component", "forward")), int64(cfg.Server.MaxRequestBytes)),
 			connect.WithReadMaxBytes(cfg.Server.MaxRequestBytes), connect.WithCompressMinBytes(math.MaxInt)))
 		s.internal = &http.Server{
-			Handler:           internal,
+			Handler:           s.auth.internalHandler(internal),
 			Protocols:         protocols,
 			ReadHeaderTimeout: 10 * time.Second,
 			MaxHeaderBytes:    1 << 20,
@@ -275,6 +291,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		go func() { defer wg.Done(); fn(bg) }()
 	}
 	goBG(func(ctx context.Context) { s.hub.Follow(ctx, s.store, s.logger) })
+	goBG(s.auth.run)
 	if s.writer != nil {
 		goBG(func(ctx context.Context) { _ = s.keeper.Run(ctx) })
 		goBG(func(ctx context.Context) { _ = s.retention.Run(ctx) })
@@ -310,7 +327,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer func() { stopCluster(); <-clusterDone }()
 
 	errc := make(chan error, 2)
-	go func() { errc <- s.http.Serve(s.listener) }()
+	go func() { errc <- s.serveAPI() }()
 	if s.internal != nil {
 		go func() { errc <- s.internal.Serve(s.internalListener) }()
 	}
@@ -394,6 +411,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := s.bucket.Size(ctx, readinessProbeKey); err != nil && !objstore.IsNotExist(err) {
 		checks["objstore"], ready = err.Error(), false
+	}
+	if s.wal != nil {
+		var ok bool
+		if checks["wal"], ok = walReadiness(s.wal, s.cfg.WAL); !ok {
+			ready = false
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if !ready {

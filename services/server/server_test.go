@@ -52,7 +52,7 @@ func startServer(t *testing.T, args ...string) string {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return "http://" + srv.Addr().String()
+	return srv.URL()
 }
 
 // backends are the catalog and object store configurations every API test

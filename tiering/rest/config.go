@@ -33,8 +33,9 @@ type Config struct {
 	// VendCredentials hands S3AccessKeyID, S3SecretAccessKey and
 	// S3SessionToken to every client that loads a table and asks for vended
 	// credentials (header X-Iceberg-Access-Delegation: vended-credentials).
-	// WARNING: the catalog has no authentication of its own, so anyone who
-	// can reach it gets these keys. Turn it on only with keys that may read
+	// WARNING: without an Authorizer ([WithAuthorizer]) the catalog has no
+	// authentication, so anyone who can reach it gets these keys; with one,
+	// every reader of a table does. Turn it on only with keys that may read
 	// the lake and nothing else, behind a network boundary you trust. When
 	// off (the default), the keys are never sent: engines bring their own
 	// s3.access-key-id and s3.secret-access-key.

@@ -35,7 +35,8 @@ type apiError struct {
 	status int
 	typ    string
 	msg    string
-	allow  []string // Allow header of a 405
+	allow  []string          // Allow header of a 405
+	header map[string]string // more response headers (WWW-Authenticate of a 401)
 }
 
 func (e *apiError) Error() string { return e.typ + ": " + e.msg }

@@ -46,9 +46,10 @@ type Catalog interface {
 }
 
 type handler struct {
-	cat Catalog
-	cfg Config
-	log *slog.Logger
+	cat        Catalog
+	cfg        Config
+	log        *slog.Logger
+	authorizer Authorizer // nil: no authorization
 }
 
 // op serves one method on one resource. An error it returns is sent as the
@@ -98,11 +99,16 @@ var ops = map[endpoint]op{
 // NewHandler returns the REST catalog over cat. It serves paths starting
 // with /v1/; mount it below a path with [http.StripPrefix]. cfg must be
 // valid ([Config.Validate]); logger receives one line per failed request.
-func NewHandler(cat Catalog, cfg Config, logger *slog.Logger) http.Handler {
+// Without [WithAuthorizer], anyone who reaches the handler may read.
+func NewHandler(cat Catalog, cfg Config, logger *slog.Logger, opts ...Option) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &handler{cat: cat, cfg: cfg, log: logger}
+	h := &handler{cat: cat, cfg: cfg, log: logger}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -115,7 +121,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, internal(r.Method+" "+r.URL.Path))
 		}
 	}()
-	rt, err := parsePath(r.URL.EscapedPath(), h.cfg.Prefix)
+	// Credentials first: a caller without them learns nothing, not even
+	// whether its path is valid.
+	err := h.allow(r, nil)
+	var rt route
+	if err == nil {
+		rt, err = parsePath(r.URL.EscapedPath(), h.cfg.Prefix)
+	}
+	if err == nil && rt.namespace != nil {
+		err = h.allow(r, rt.namespace)
+	}
 	if err == nil {
 		if o, ok := ops[endpoint{rt.res, r.Method}]; ok {
 			err = o(h, w, r, rt)
@@ -153,6 +168,9 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.log.Log(r.Context(), level, "iceberg rest: request failed", "method", r.Method, "path", r.URL.Path, "status", ae.status, "type", ae.typ, "err", err)
 	if len(ae.allow) > 0 {
 		w.Header().Set("Allow", strings.Join(ae.allow, ", "))
+	}
+	for k, v := range ae.header {
+		w.Header().Set(k, v)
 	}
 	_ = writeJSON(w, r, ae.status, errorResponse{Error: errorModel{Message: ae.msg, Type: ae.typ, Code: ae.status}})
 }

@@ -35,11 +35,21 @@ func (h *handler) listNamespaces(w http.ResponseWriter, r *http.Request, _ route
 			return err
 		}
 	}
+	if parent != nil {
+		if err := h.allow(r, parent); err != nil {
+			return err
+		}
+	}
 	all, err := h.cat.ListNamespaces(r.Context(), parent)
 	if err != nil {
 		return catalogError(err, "list namespaces", parent, "")
 	}
-	return writeJSON(w, r, http.StatusOK, listNamespacesResponse{Namespaces: children(parent, all)})
+	list := children(parent, all)
+	if parent == nil && h.authorizer != nil {
+		// The top level lists only the namespaces the caller may read.
+		list = slices.DeleteFunc(list, func(ns []string) bool { return !h.authorizer.Visible(r, ns) })
+	}
+	return writeJSON(w, r, http.StatusOK, listNamespacesResponse{Namespaces: list})
 }
 
 // children returns, sorted and without duplicates, the namespaces one level
