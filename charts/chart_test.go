@@ -412,6 +412,17 @@ func validate(t *testing.T, o objects) {
 			if v.ConfigMap != nil && !configMaps[v.ConfigMap.Name] {
 				t.Errorf("%s: volume %s: ConfigMap %q is not rendered", id, v.Name, v.ConfigMap.Name)
 			}
+			if v.Secret != nil {
+				keys, rendered := secretKeys[v.Secret.SecretName]
+				if !rendered && (v.Secret.SecretName == releaseName || v.Secret.SecretName == releaseName+"-auth") {
+					t.Errorf("%s: volume %s: the chart's Secret %s is not rendered", id, v.Name, v.Secret.SecretName)
+				}
+				for _, it := range v.Secret.Items {
+					if rendered && !keys[it.Key] {
+						t.Errorf("%s: volume %s: Secret %s has no key %q", id, v.Name, v.Secret.SecretName, it.Key)
+					}
+				}
+			}
 		}
 		for _, c := range o.statefulSets {
 			if c.Name == w.name {
@@ -613,6 +624,16 @@ func TestRequiredValues(t *testing.T) {
 		{"tls without a secret", requiredValues + "\ntls: {enabled: true}", "tls.secretName is required with tls.enabled"},
 		{"no write frontends", requiredValues + "\nwrite: {replicas: 0}", "write.replicas must be at least 1"},
 		{"hpa min above max", requiredValues + "\nread: {autoscaling: {minReplicas: 5, maxReplicas: 2}}", "minReplicas must not exceed"},
+		{"auth without tokens", requiredValues + "\nauth: {enabled: true, internalToken: {existingSecret: it}}", "auth.tokens.file or auth.tokens.existingSecret is required"},
+		{"tokens twice", requiredValues + "\nauth: {enabled: true, tokens: {file: 'tokens: []', existingSecret: t}, internalToken: {existingSecret: it}}",
+			"set either auth.tokens.file or auth.tokens.existingSecret, not both"},
+		{"auth without an internal secret", requiredValues + "\nauth: {enabled: true, tokens: {existingSecret: t}}", "auth.internalToken.value or auth.internalToken.existingSecret is required"},
+		{"tokens with auth off", requiredValues + "\nauth: {tokens: {existingSecret: t}}", "auth.enabled is false"},
+		{"internal secret twice", requiredValues + "\nauth: {internalToken: {value: 0123456789abcdef0123, existingSecret: it}}", "not both"},
+		{"short internal secret", requiredValues + "\nauth: {internalToken: {value: short}}", "at least 16 bytes"},
+		{"internal secret with a space", requiredValues + "\nauth: {internalToken: {value: 0123456789 abcdef0123}}", "without white space"},
+		{"negative rate limit", requiredValues + "\nserver: {rateLimit: -1}", "server.rateLimit must not be negative"},
+		{"watermark above the volume", requiredValues + "\nwrite: {persistence: {size: 512Mi}}", "wal.minFreeBytes (536870912) must be below write.persistence.size (512Mi)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -639,10 +660,6 @@ type reference struct {
 	flags    map[string]string // flag name without the dash -> default
 	yamlKeys map[string]bool   // dotted YAML keys
 }
-
-// pendingFlags are flags the chart passes that Strom does not have yet
-// (the TLS option, off by default; see the chart README).
-var pendingFlags = map[string]bool{"server.tls-cert-file": true, "server.tls-key-file": true}
 
 func loadReference(t *testing.T) reference {
 	t.Helper()
@@ -687,7 +704,6 @@ func checkStromArgs(t *testing.T, o objects) {
 				switch {
 				case !strings.HasPrefix(a, "-") || strings.HasPrefix(a, "--"):
 					t.Errorf("%s: argument %q: want -flag or -flag=value", id, a)
-				case pendingFlags[name]:
 				case !known:
 					t.Errorf("%s: argument %q: strom server has no flag -%s (see docs/configuration.md)", id, a, name)
 				case !hasValue && def != "false" && def != "true":

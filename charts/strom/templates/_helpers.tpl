@@ -69,6 +69,38 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if or .Values.catalog.postgres.url .Values.objstore.s3.accessKeyId -}}true{{- end -}}
 {{- end -}}
 
+{{/* The Secret the chart creates for the tokens file and the internal secret given in values. */}}
+{{- define "strom.authSecretName" -}}
+{{- include "strom.fullname" . -}}-auth
+{{- end -}}
+
+{{/* Whether the chart creates the auth Secret (auth.tokens.file or auth.internalToken.value given in values). */}}
+{{- define "strom.createAuthSecret" -}}
+{{- if or (and .Values.auth.enabled .Values.auth.tokens.file) .Values.auth.internalToken.value -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether the internal port is guarded by a shared secret. */}}
+{{- define "strom.internalToken" -}}
+{{- if or .Values.auth.internalToken.value .Values.auth.internalToken.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where the tokens file and the internal secret are mounted. */}}
+{{- define "strom.tokensDir" -}}/etc/strom/auth{{- end -}}
+{{- define "strom.internalTokenDir" -}}/etc/strom/internal{{- end -}}
+
+{{/*
+Bytes of a Kubernetes quantity such as 20Gi or 500M; empty when it is not
+a plain integer with an optional binary or decimal suffix.
+*/}}
+{{- define "strom.quantityBytes" -}}
+{{- $q := toString . -}}
+{{- if regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$" $q -}}
+{{- $n := int64 (regexFind "^[0-9]+" $q) -}}
+{{- $units := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 -}}
+{{- mul $n (int64 (get $units (regexReplaceAll "^[0-9]+" $q ""))) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Whether static S3 keys are configured (else the AWS default credential chain). */}}
 {{- define "strom.s3StaticKeys" -}}
 {{- if or .Values.objstore.s3.existingSecret .Values.objstore.s3.accessKeyId -}}true{{- end -}}
@@ -97,6 +129,47 @@ ConfigMap, which every release renders.
 {{- end -}}
 {{- if and $v.tls.enabled (not $v.tls.secretName) -}}
 {{- fail "strom: tls.secretName is required with tls.enabled: a kubernetes.io/tls Secret with tls.crt and tls.key" -}}
+{{- end -}}
+{{- $a := $v.auth -}}
+{{- if $a.enabled -}}
+{{- if and $a.tokens.file $a.tokens.existingSecret -}}
+{{- fail "strom: set either auth.tokens.file or auth.tokens.existingSecret, not both" -}}
+{{- end -}}
+{{- if not (or $a.tokens.file $a.tokens.existingSecret) -}}
+{{- fail "strom: auth.tokens.file or auth.tokens.existingSecret is required with auth.enabled: the tokens file (token hashes and grants, see docs/security.md)" -}}
+{{- end -}}
+{{- if not (include "strom.internalToken" .) -}}
+{{- fail "strom: auth.internalToken.value or auth.internalToken.existingSecret is required with auth.enabled: without it anyone who reaches the internal port may write forwarded rows without a token (make one with strom token generate)" -}}
+{{- end -}}
+{{- else if or $a.tokens.file $a.tokens.existingSecret -}}
+{{- fail "strom: auth.tokens is set but auth.enabled is false: set auth.enabled=true to require tokens, or remove auth.tokens" -}}
+{{- end -}}
+{{- if and $a.internalToken.value $a.internalToken.existingSecret -}}
+{{- fail "strom: set either auth.internalToken.value or auth.internalToken.existingSecret, not both" -}}
+{{- end -}}
+{{- with $a.internalToken.value -}}
+{{- $t := trim (toString .) -}}
+{{- if regexMatch "\\s" $t -}}
+{{- fail "strom: auth.internalToken.value must be one word without white space (strom token generate)" -}}
+{{- end -}}
+{{- if lt (len $t) 16 -}}
+{{- fail "strom: auth.internalToken.value must be at least 16 bytes long (strom token generate)" -}}
+{{- end -}}
+{{- end -}}
+{{- if lt (float64 $v.server.rateLimit) 0.0 -}}
+{{- fail "strom: server.rateLimit must not be negative (0 disables the limit)" -}}
+{{- end -}}
+{{- if and (gt (float64 $v.server.rateLimit) 0.0) (lt (int $v.server.rateLimitBurst) 1) -}}
+{{- fail "strom: server.rateLimitBurst must be at least 1 with server.rateLimit" -}}
+{{- end -}}
+{{- if lt (int64 $v.wal.minFreeBytes) 0 -}}
+{{- fail "strom: wal.minFreeBytes must not be negative (0 disables the watermark)" -}}
+{{- end -}}
+{{- if $v.write.persistence.enabled -}}
+{{- $size := include "strom.quantityBytes" $v.write.persistence.size -}}
+{{- if and $size (ge (int64 $v.wal.minFreeBytes) (int64 $size)) -}}
+{{- fail (printf "strom: wal.minFreeBytes (%d) must be below write.persistence.size (%s): Strom refuses a watermark no write could ever pass; enlarge the volume or lower the watermark" (int64 $v.wal.minFreeBytes) (toString $v.write.persistence.size)) -}}
+{{- end -}}
 {{- end -}}
 {{- if lt (int $v.write.replicas) 1 -}}
 {{- fail "strom: write.replicas must be at least 1: the write frontends lead every bucket" -}}
@@ -128,18 +201,25 @@ replaced from the container's environment (-config.expand-env).
 {{- with $v.lake.rest.s3Endpoint }}{{ $_ := set $rest "s3_endpoint" . }}{{ end -}}
 {{- $lake := dict "catalog_name" $v.lake.catalogName "rest" $rest "tiering" (dict "interval" $v.lake.tiering.interval) -}}
 {{- with $v.lake.warehouse }}{{ $_ := set $lake "warehouse" . }}{{ end -}}
+{{- $server := dict
+  "http_listen_address" (printf ":%d" (int $v.server.httpPort))
+  "internal_listen_address" (printf ":%d" (int $v.server.internalPort))
+  "graceful_shutdown_timeout" (printf "%ds" (int $v.server.gracefulShutdownTimeoutSeconds))
+  "rate_limit" $v.server.rateLimit
+  "rate_limit_burst" (int $v.server.rateLimitBurst)
+-}}
+{{- if include "strom.internalToken" . }}{{ $_ := set $server "internal_token_file" (printf "%s/internal-token" (include "strom.internalTokenDir" .)) }}{{ end -}}
 {{- $cfg := dict
   "data_dir" "/var/lib/strom"
   "log" (dict "level" $v.log.level "format" $v.log.format)
-  "server" (dict
-    "http_listen_address" (printf ":%d" (int $v.server.httpPort))
-    "internal_listen_address" (printf ":%d" (int $v.server.internalPort))
-    "graceful_shutdown_timeout" (printf "%ds" (int $v.server.gracefulShutdownTimeoutSeconds)))
+  "server" $server
   "catalog" (dict "backend" "postgres" "postgres" (dict "url" "${STROM_POSTGRES_URL}"))
   "objstore" (dict "backend" "s3" "s3" $s3)
   "frontend" (dict "lease_ttl" $v.frontend.leaseTTL "flush_interval" $v.frontend.flushInterval "flush_bytes" (int64 $v.frontend.flushBytes))
+  "wal" (dict "min_free_bytes" (int64 $v.wal.minFreeBytes))
   "lake" $lake
 -}}
+{{- if $v.auth.enabled }}{{ $_ := set $cfg "auth" (dict "tokens_file" (printf "%s/tokens.yaml" (include "strom.tokensDir" .)) "reload_interval" $v.auth.reloadInterval) }}{{ end -}}
 {{- toYaml (mergeOverwrite $cfg (deepCopy $v.extraConfig)) -}}
 {{- end -}}
 
@@ -282,6 +362,16 @@ The Strom container of a role: include "strom.container" (dict "ctx" $ "role" "w
       mountPath: {{ $v.tls.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if $v.auth.enabled }}
+    - name: auth-tokens
+      mountPath: {{ include "strom.tokensDir" $ }}
+      readOnly: true
+    {{- end }}
+    {{- if include "strom.internalToken" $ }}
+    - name: internal-token
+      mountPath: {{ include "strom.internalTokenDir" $ }}
+      readOnly: true
+    {{- end }}
 {{- end -}}
 
 {{/*
@@ -351,6 +441,23 @@ topologySpreadConstraints:
   secret:
     secretName: {{ $v.tls.secretName }}
 {{- end }}
+{{- /* No subPath: the kubelet swaps in a changed Secret, which Strom reloads. */}}
+{{- if $v.auth.enabled }}
+- name: auth-tokens
+  secret:
+    secretName: {{ $v.auth.tokens.existingSecret | default (include "strom.authSecretName" .) }}
+    items:
+      - key: {{ ternary $v.auth.tokens.existingSecretKey "tokens.yaml" (not (empty $v.auth.tokens.existingSecret)) }}
+        path: tokens.yaml
+{{- end }}
+{{- if include "strom.internalToken" . }}
+- name: internal-token
+  secret:
+    secretName: {{ $v.auth.internalToken.existingSecret | default (include "strom.authSecretName" .) }}
+    items:
+      - key: {{ ternary $v.auth.internalToken.existingSecretKey "internal-token" (not (empty $v.auth.internalToken.existingSecret)) }}
+        path: internal-token
+{{- end }}
 {{- end -}}
 
 {{/* Pod template annotations that roll the pods when the configuration or the chart's Secret changes. */}}
@@ -360,6 +467,10 @@ topologySpreadConstraints:
 checksum/config: {{ include "strom.config" $ | sha256sum }}
 {{- if include "strom.createSecret" $ }}
 checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") $ | sha256sum }}
+{{- end }}
+{{- /* Strom reads the internal secret at start only; the tokens file is reloaded without a restart. */}}
+{{- with $.Values.auth.internalToken.value }}
+checksum/internal-token: {{ trim (toString .) | sha256sum }}
 {{- end }}
 {{- with $role.podAnnotations }}
 {{ toYaml . }}
