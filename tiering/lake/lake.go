@@ -185,7 +185,9 @@ func (l *Lake) withFS(ctx context.Context, tbl *table.Table) (*table.Table, erro
 	fs, ok := l.fs[key]
 	l.fsMu.Unlock()
 	if !ok {
-		if fs, err = tbl.FS(ctx); err != nil {
+		// Not ctx itself: the IO keeps the context it was opened with
+		// for its reads, and outlives the call that opens it.
+		if fs, err = tbl.FS(context.WithoutCancel(ctx)); err != nil {
 			return nil, fmt.Errorf("lake: %s: open file IO: %w", strings.Join(tbl.Identifier(), "."), err)
 		}
 		l.fsMu.Lock()
