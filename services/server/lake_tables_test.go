@@ -244,7 +244,7 @@ func TestLakeTablesMatchStrom(t *testing.T) {
 
 	// Tiering catches up; the lake then holds exactly what the stream does.
 	for _, tbl := range []string{ltLog, ltPK} {
-		waitCaughtUp(t, ctx, admin, tbl)
+		waitLakeCaughtUp(t, ctx, admin, ltDB, tbl)
 	}
 	lc.checkAll(true, ltLog, ltPK)
 	counts := lc.changeTypes()
@@ -319,24 +319,6 @@ func ltPKRow(id int, region string, seq int64) *structpb.Struct {
 		panic(err)
 	}
 	return st
-}
-
-// waitCaughtUp waits until the table's lake has a snapshot and no lag.
-func waitCaughtUp(t *testing.T, ctx context.Context, admin stromv1connect.AdminServiceClient, tbl string) {
-	t.Helper()
-	for {
-		resp, err := admin.GetLakeStatus(ctx, connect.NewRequest(&stromv1.GetLakeStatusRequest{Database: ltDB, Table: tbl}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st := resp.Msg.GetTables()[0]; st.GetSnapshotId() != 0 && st.GetLagRecords() == 0 {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the lake of %s.%s still lags: %v", ltDB, tbl, resp.Msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // waitNewSnapshot waits until the lake status names a snapshot of the

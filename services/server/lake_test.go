@@ -118,20 +118,7 @@ func TestTieringThroughRESTCatalog(t *testing.T) {
 		time.Sleep(150 * time.Millisecond) // several tiering rounds under writes
 	}
 	const total = rounds * perRound
-	// Wait until the lake holds everything.
-	for {
-		resp, err := admin.GetLakeStatus(ctx, connect.NewRequest(&stromv1.GetLakeStatusRequest{Database: "shop", Table: "orders"}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st := resp.Msg.GetTables()[0]; st.GetLagRecords() == 0 && st.GetSnapshotId() != 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("lake still lags: %v", resp.Msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitLakeCaughtUp(t, ctx, admin, "shop", "orders")
 
 	s3 := lakeS3(t, flags)
 	cat, err := icebergrest.NewCatalog(ctx, "strom", base+"/iceberg", icebergrest.WithAdditionalProps(iceberg.Properties{
@@ -219,4 +206,22 @@ func lakeS3(t *testing.T, flags []string) s3Keys {
 		t.Fatal("no S3 keys in the flags")
 	}
 	return k
+}
+
+// waitLakeCaughtUp waits until db.tbl's lake has a snapshot and no lag.
+func waitLakeCaughtUp(t *testing.T, ctx context.Context, admin stromv1connect.AdminServiceClient, db, tbl string) {
+	t.Helper()
+	for {
+		resp, err := admin.GetLakeStatus(ctx, connect.NewRequest(&stromv1.GetLakeStatusRequest{Database: db, Table: tbl}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := resp.Msg.GetTables()[0]; st.GetSnapshotId() != 0 && st.GetLagRecords() == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the lake of %s.%s still lags: %v", db, tbl, resp.Msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -275,7 +275,7 @@ func TestUnionScanPrimaryKey(t *testing.T) {
 	t.Logf("%d union scans, %d with the changelog's start past 0; final offsets %v", len(scans), withLake, final)
 
 	// Caught up: the union is the current table.
-	waitLakeLag(t, ctx, admin, "u", "kv")
+	waitLakeCaughtUp(t, ctx, admin, "u", "kv")
 	union := scanKeyed(t, ctx, read, "u", "kv")
 	resp, err := read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: "u", Table: "kv"}))
 	if err != nil {
@@ -376,23 +376,5 @@ func waitChangelogs(t *testing.T, ctx context.Context, logs *changelogs, offsets
 			t.Fatalf("changelog subscriptions did not reach %v", offsets)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitLakeLag waits until tiering caught up with db.tbl.
-func waitLakeLag(t *testing.T, ctx context.Context, admin stromv1connect.AdminServiceClient, db, tbl string) {
-	t.Helper()
-	for {
-		resp, err := admin.GetLakeStatus(ctx, connect.NewRequest(&stromv1.GetLakeStatusRequest{Database: db, Table: tbl}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.Msg.GetTables()[0].GetLagRecords() == 0 {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("lake of %s.%s still lags: %v", db, tbl, resp.Msg.GetTables()[0])
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
