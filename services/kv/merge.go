@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -323,10 +324,15 @@ func (m *Merger) aggregate(res, old, new Row, target []int) error {
 // add adds two non-null values of numeric type t; ok is false on overflow.
 func add(t catalog.Type, a, b any) (any, bool) {
 	switch t.Kind {
-	case catalog.KindFloat:
-		return float64(float32(a.(float64) + b.(float64))), true
-	case catalog.KindDouble:
-		return a.(float64) + b.(float64), true
+	case catalog.KindFloat, catalog.KindDouble:
+		x, y := a.(float64), b.(float64)
+		s := x + y
+		if t.Kind == catalog.KindFloat {
+			s = float64(float32(s))
+		}
+		// Finite inputs whose sum is infinite overflowed; an infinite
+		// input (a value sent as Infinity) stays infinite.
+		return s, !math.IsInf(s, 0) || math.IsInf(x, 0) || math.IsInf(y, 0)
 	case catalog.KindDecimal:
 		s := a.(decimal128.Num).Add(b.(decimal128.Num))
 		return s, s.FitsInPrecision(t.Precision)

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -114,6 +115,57 @@ func TestSumOverflow(t *testing.T) {
 	_, _, err := m.Merge(r(1, nil, nil, 2147483000, nil, nil, 0), r(1, nil, nil, 1000, nil, nil, 0), nil)
 	if !errors.Is(err, ErrInvalidOp) || !strings.Contains(err.Error(), `"ver"`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestFloatSumOverflow: a FLOAT or DOUBLE sum of finite values that is
+// infinite is refused like an integer overflow; an infinite input stays
+// infinite, and NaN propagates.
+func TestFloatSumOverflow(t *testing.T) {
+	tbl := catalog.Table{TableSpec: catalog.TableSpec{
+		Name: "t",
+		Schema: catalog.Schema{
+			Columns: []catalog.Column{
+				{Name: "id", Type: catalog.BigInt},
+				{Name: "f", Type: catalog.Float, Nullable: true},
+				{Name: "d", Type: catalog.Double, Nullable: true},
+			},
+			PrimaryKey: []string{"id"},
+		},
+		Properties: map[string]string{catalog.PropMergeEngine: "aggregation", PropAggregatePrefix + "f": "sum", PropAggregatePrefix + "d": "sum"},
+	}}
+	m, err := NewMerger(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxF := float64(math.MaxFloat32)
+	inf := math.Inf(1)
+	for _, tc := range []struct {
+		name     string
+		old, new Row
+		want     Row    // nil: refused
+		col      string // named in the refusal
+	}{
+		{"float overflow", r(1, maxF, nil), r(1, maxF, nil), nil, `"f"`},
+		{"float negative overflow", r(1, -maxF, nil), r(1, -maxF, nil), nil, `"f"`},
+		{"double overflow", r(1, nil, math.MaxFloat64), r(1, nil, math.MaxFloat64), nil, `"d"`},
+		{"float in range", r(1, 1.5, 2.5), r(1, 2.0, 0.5), r(1, 3.5, 3.0), ""},
+		{"float near max", r(1, maxF, nil), r(1, -maxF, nil), r(1, 0.0, nil), ""},
+		{"infinite input", r(1, inf, inf), r(1, 1.0, 1.0), r(1, inf, inf), ""},
+		{"nan input", r(1, nil, math.NaN()), r(1, nil, 1.0), r(1, nil, math.NaN()), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := m.Merge(tc.old, tc.new, nil)
+			if tc.want == nil {
+				if !errors.Is(err, ErrInvalidOp) || !strings.Contains(err.Error(), tc.col) || !strings.Contains(err.Error(), "sum overflows") {
+					t.Fatalf("Merge = %v, %v; want ErrInvalidOp: column %s: sum overflows", got, err, tc.col)
+				}
+				return
+			}
+			if err != nil || !rowsEqual(got, tc.want) {
+				t.Fatalf("Merge = %v, %v; want %v", got, err, tc.want)
+			}
+		})
 	}
 }
 
