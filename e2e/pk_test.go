@@ -19,11 +19,13 @@ import (
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 )
 
-// pkRow is a row of e2e.pk: primary key (g, id), bucket key g.
+// pkRow is a row of e2e.pk: primary key (g, id), bucket key g; c is a
+// column that AlterTable adds while the table has rows.
 type pkRow struct {
 	g, id int64
 	a     *string
 	b     *int64
+	c     *string
 }
 
 type pkKey struct{ g, id int64 }
@@ -33,7 +35,7 @@ type pkModel map[pkKey]pkRow
 
 // pkOp is one upsert, partial update or delete.
 type pkOp struct {
-	kind   string // "upsert", "partial-a", "partial-b", "delete"
+	kind   string // "upsert", "partial-a", "partial-b", "partial-c", "delete"
 	row    pkRow
 	writer string
 	seq    int64
@@ -58,12 +60,21 @@ func (m pkModel) apply(op pkOp) {
 		}
 		old.b = op.row.b
 		m[k] = old
+	case "partial-c":
+		old, ok := m[k]
+		if !ok {
+			old = pkRow{g: k.g, id: k.id}
+		}
+		old.c = op.row.c
+		m[k] = old
 	case "delete":
 		delete(m, k)
 	}
 }
 
-func randomPKOp(r *rand.Rand, seq int64) pkOp {
+// randomPKOp returns a random op; withC: the table has column c, which the
+// op may then set.
+func randomPKOp(r *rand.Rand, seq int64, withC bool) pkOp {
 	row := pkRow{g: r.Int64N(3), id: r.Int64N(8)}
 	if r.IntN(4) > 0 {
 		s := fmt.Sprintf("a%d", r.IntN(100))
@@ -74,6 +85,13 @@ func randomPKOp(r *rand.Rand, seq int64) pkOp {
 		row.b = &n
 	}
 	kinds := []string{"upsert", "upsert", "partial-a", "partial-b", "delete"}
+	if withC {
+		if r.IntN(3) > 0 {
+			s := fmt.Sprintf("c%d", r.IntN(100))
+			row.c = &s
+		}
+		kinds = append(kinds, "partial-c")
+	}
 	return pkOp{kind: kinds[r.IntN(len(kinds))], row: row, writer: "pk-writer", seq: seq}
 }
 
@@ -93,6 +111,12 @@ func (r pkRow) object(cols ...string) *structpb.Struct {
 			} else {
 				m["b"] = nil
 			}
+		case "c":
+			if r.c != nil {
+				m["c"] = *r.c
+			} else {
+				m["c"] = nil
+			}
 		}
 	}
 	s, err := structpb.NewStruct(m)
@@ -107,11 +131,17 @@ func (op pkOp) send(ctx context.Context, w stromv1connect.WriteServiceClient) er
 	var err error
 	switch op.kind {
 	case "upsert":
-		_, err = w.Upsert(ctx, connect.NewRequest(&stromv1.UpsertRequest{Database: "e2e", Table: "pk", Rows: []*structpb.Struct{op.row.object("a", "b")}, WriterId: op.writer, Sequence: op.seq}))
+		cols := []string{"a", "b"}
+		if op.row.c != nil {
+			cols = append(cols, "c") // a row without c is an upsert as before the AlterTable: c NULL
+		}
+		_, err = w.Upsert(ctx, connect.NewRequest(&stromv1.UpsertRequest{Database: "e2e", Table: "pk", Rows: []*structpb.Struct{op.row.object(cols...)}, WriterId: op.writer, Sequence: op.seq}))
 	case "partial-a":
 		_, err = w.Upsert(ctx, connect.NewRequest(&stromv1.UpsertRequest{Database: "e2e", Table: "pk", Rows: []*structpb.Struct{op.row.object("a")}, TargetColumns: []string{"g", "id", "a"}, WriterId: op.writer, Sequence: op.seq}))
 	case "partial-b":
 		_, err = w.Upsert(ctx, connect.NewRequest(&stromv1.UpsertRequest{Database: "e2e", Table: "pk", Rows: []*structpb.Struct{op.row.object("b")}, TargetColumns: []string{"g", "id", "b"}, WriterId: op.writer, Sequence: op.seq}))
+	case "partial-c":
+		_, err = w.Upsert(ctx, connect.NewRequest(&stromv1.UpsertRequest{Database: "e2e", Table: "pk", Rows: []*structpb.Struct{op.row.object("c")}, TargetColumns: []string{"g", "id", "c"}, WriterId: op.writer, Sequence: op.seq}))
 	case "delete":
 		_, err = w.Delete(ctx, connect.NewRequest(&stromv1.DeleteRequest{Database: "e2e", Table: "pk", Keys: []*structpb.Struct{op.row.object()}, WriterId: op.writer, Sequence: op.seq}))
 	}
@@ -139,18 +169,27 @@ func rowFromStruct(s *structpb.Struct) pkRow {
 			r.b = &n
 		}
 	}
+	if v, ok := f["c"]; ok {
+		if _, null := v.GetKind().(*structpb.Value_NullValue); !null {
+			s := v.GetStringValue()
+			r.c = &s
+		}
+	}
 	return r
 }
 
 func (r pkRow) String() string {
-	a, b := "null", "null"
+	a, b, c := "null", "null", "null"
 	if r.a != nil {
 		a = *r.a
 	}
 	if r.b != nil {
 		b = fmt.Sprint(*r.b)
 	}
-	return fmt.Sprintf("(%d,%d,%s,%s)", r.g, r.id, a, b)
+	if r.c != nil {
+		c = *r.c
+	}
+	return fmt.Sprintf("(%d,%d,%s,%s,%s)", r.g, r.id, a, b, c)
 }
 
 func sortedRows(rows []pkRow) string {
@@ -280,9 +319,13 @@ func replayChangelog(t *testing.T, p *process, m pkModel) {
 
 // TestPrimaryKeyModel: random upserts, partial updates and deletes over a
 // small key space, checked against a model for lookups, prefix lookups,
-// count and scan, and the changelog replays to the same table.
+// count and scan, and the changelog replays to the same table. Halfway,
+// AlterTable adds column c, which rows written before read as NULL and
+// later ops set; a restart follows, then more ops.
 func TestPrimaryKeyModel(t *testing.T) {
-	p := startServer(t, t.TempDir(), append(pgS3Args(t), "-frontend.flush-interval", "5ms")...)
+	dir := t.TempDir()
+	args := append(pgS3Args(t), "-frontend.flush-interval", "5ms", "-data-dir", filepath.Join(dir, "data"))
+	p := startServer(t, dir, args...)
 	createPKTable(t, p)
 	wc := stromv1connect.NewWriteServiceClient(http.DefaultClient, p.url())
 	rc := stromv1connect.NewReadServiceClient(http.DefaultClient, p.url())
@@ -290,8 +333,21 @@ func TestPrimaryKeyModel(t *testing.T) {
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(uint64(seed), 1))
 	m := pkModel{}
-	for i := int64(1); i <= 300; i++ {
-		op := randomPKOp(r, i)
+	withC := false
+	for i := int64(1); i <= 450; i++ {
+		switch i {
+		case 150:
+			cli(t, p, "table", "alter", "e2e.pk", "--add-column", "c STRING")
+			withC = true
+			checkPK(t, rc, m)
+		case 300:
+			p.stop(t)
+			p = startServer(t, dir, args...)
+			wc = stromv1connect.NewWriteServiceClient(http.DefaultClient, p.url())
+			rc = stromv1connect.NewReadServiceClient(http.DefaultClient, p.url())
+			checkPK(t, rc, m)
+		}
+		op := randomPKOp(r, i, withC)
 		if err := op.send(context.Background(), wc); err != nil {
 			t.Fatalf("op %d %s %s: %v", i, op.kind, op.row, err)
 		}
@@ -318,13 +374,20 @@ func TestPrimaryKeyKillAndRecover(t *testing.T) {
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	m := pkModel{}
 	seq := int64(0)
+	withC := false
 	for round, wipe := range []bool{false, true} {
 		wc := stromv1connect.NewWriteServiceClient(http.DefaultClient, p.url())
+		if round == 1 {
+			// Rows of both schema versions go through the kill and the
+			// restore from the KV snapshot.
+			cli(t, p, "table", "alter", "e2e.pk", "--add-column", "c STRING")
+			withC = true
+		}
 		done := make(chan *pkOp, 1)
 		go func() {
 			for n := 0; n < 100000; n++ { // bounded; the kill ends it
 				seq++
-				op := randomPKOp(r, seq)
+				op := randomPKOp(r, seq, withC)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				err := op.send(ctx, wc)
 				cancel()

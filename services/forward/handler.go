@@ -179,9 +179,10 @@ func (h *Handler) Lookup(ctx context.Context, req *connect.Request[clusterv1.Loo
 		return nil, h.error(ctx, "forwarded lookup", err)
 	}
 	out := &clusterv1.LookupResponse{Rows: make([][]byte, len(rows))}
+	s := senderSchema(t.Schema, m.GetColumnCount())
 	for i, row := range rows {
 		if row != nil {
-			out.Rows[i] = kv.EncodeRow(nil, t.Schema, row)
+			out.Rows[i] = kv.EncodeRow(nil, s, row.Resize(len(s.Columns)))
 		}
 	}
 	return connect.NewResponse(out), nil
@@ -202,7 +203,7 @@ func (h *Handler) PrefixLookup(ctx context.Context, req *connect.Request[cluster
 	if err != nil {
 		return nil, h.error(ctx, "forwarded prefix lookup", err)
 	}
-	return connect.NewResponse(&clusterv1.PrefixLookupResponse{Rows: encodeRows(t.Schema, rows)}), nil
+	return connect.NewResponse(&clusterv1.PrefixLookupResponse{Rows: encodeRows(senderSchema(t.Schema, m.GetColumnCount()), rows)}), nil
 }
 
 // Scan implements ClusterService.
@@ -219,7 +220,7 @@ func (h *Handler) Scan(ctx context.Context, req *connect.Request[clusterv1.ScanR
 	if err != nil {
 		return nil, h.error(ctx, "forwarded scan", err)
 	}
-	return connect.NewResponse(&clusterv1.ScanResponse{Rows: encodeRows(t.Schema, rows)}), nil
+	return connect.NewResponse(&clusterv1.ScanResponse{Rows: encodeRows(senderSchema(t.Schema, m.GetColumnCount()), rows)}), nil
 }
 
 // Count implements ClusterService.
@@ -260,10 +261,21 @@ func (h *Handler) error(ctx context.Context, op string, err error) error {
 	return rpcerr.Connect(ctx, h.logger, op, err)
 }
 
+// encodeRows encodes rows with the columns of s (see senderSchema).
 func encodeRows(s catalog.Schema, rows []kv.Row) [][]byte {
 	out := make([][]byte, len(rows))
 	for i, row := range rows {
-		out[i] = kv.EncodeRow(nil, s, row)
+		out[i] = kv.EncodeRow(nil, s, row.Resize(len(s.Columns)))
 	}
 	return out
+}
+
+// senderSchema is s as the sender of a read knows it: its first n columns
+// (the sender's schema version may be older than s; columns are only ever
+// appended). n <= 0 or beyond s means all of s; the sender then pads.
+func senderSchema(s catalog.Schema, n int32) catalog.Schema {
+	if n > 0 && int(n) < len(s.Columns) {
+		s.Columns = s.Columns[:n]
+	}
+	return s
 }

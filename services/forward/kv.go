@@ -22,11 +22,13 @@ import (
 // order.
 func (r *Router) Lookup(ctx context.Context, t catalog.Table, b catalog.BucketID, keys []kv.Row) ([]kv.Row, error) {
 	var out []kv.Row
+	n := len(t.Schema.Columns)
 	err := r.read(ctx, t, b, func(state *kv.Bucket) (err error) {
 		out, err = state.Lookup(keys)
+		resize(out, n)
 		return err
 	}, func(ctx context.Context, c clusterClient) error {
-		req := &clusterv1.LookupRequest{TableId: t.ID, Bucket: bucketToProto(b)}
+		req := &clusterv1.LookupRequest{TableId: t.ID, Bucket: bucketToProto(b), ColumnCount: int32(n)}
 		for _, k := range keys {
 			req.Keys = append(req.Keys, kv.EncodePrefix(nil, k))
 		}
@@ -55,12 +57,14 @@ func (r *Router) Lookup(ctx context.Context, t catalog.Table, b catalog.BucketID
 // PrefixLookup returns the rows of bucket b whose bucket key equals values.
 func (r *Router) PrefixLookup(ctx context.Context, t catalog.Table, b catalog.BucketID, values []any) ([]kv.Row, error) {
 	var out []kv.Row
+	n := len(t.Schema.Columns)
 	err := r.read(ctx, t, b, func(state *kv.Bucket) (err error) {
 		out, err = state.PrefixLookup(values)
+		resize(out, n)
 		return err
 	}, func(ctx context.Context, c clusterClient) error {
 		resp, err := c.PrefixLookup(ctx, connect.NewRequest(&clusterv1.PrefixLookupRequest{
-			TableId: t.ID, Bucket: bucketToProto(b), Prefix: kv.EncodePrefix(nil, values),
+			TableId: t.ID, Bucket: bucketToProto(b), Prefix: kv.EncodePrefix(nil, values), ColumnCount: int32(n),
 		}))
 		r.count("PrefixLookup", err)
 		if err != nil {
@@ -75,11 +79,13 @@ func (r *Router) PrefixLookup(ctx context.Context, t catalog.Table, b catalog.Bu
 // Scan returns up to limit current rows of bucket b (0: all), in key order.
 func (r *Router) Scan(ctx context.Context, t catalog.Table, b catalog.BucketID, limit int) ([]kv.Row, error) {
 	var out []kv.Row
+	n := len(t.Schema.Columns)
 	err := r.read(ctx, t, b, func(state *kv.Bucket) (err error) {
 		out, err = state.Scan(limit)
+		resize(out, n)
 		return err
 	}, func(ctx context.Context, c clusterClient) error {
-		resp, err := c.Scan(ctx, connect.NewRequest(&clusterv1.ScanRequest{TableId: t.ID, Bucket: bucketToProto(b), Limit: int64(limit)}))
+		resp, err := c.Scan(ctx, connect.NewRequest(&clusterv1.ScanRequest{TableId: t.ID, Bucket: bucketToProto(b), Limit: int64(limit), ColumnCount: int32(n)}))
 		r.count("Scan", err)
 		if err != nil {
 			return err
@@ -184,6 +190,17 @@ func retryableRead(err error) bool {
 		return true
 	}
 	return false
+}
+
+// resize gives the rows of a bucket (nil where a key has none) the n
+// columns of the caller's schema version: the bucket's state may be of a
+// newer or older version (kv.Row.Resize).
+func resize(rows []kv.Row, n int) {
+	for i, r := range rows {
+		if r != nil {
+			rows[i] = r.Resize(n)
+		}
+	}
 }
 
 func decodeRows(s catalog.Schema, data [][]byte) ([]kv.Row, error) {

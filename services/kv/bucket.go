@@ -81,15 +81,11 @@ type Op struct {
 // pebble only, so they never see a change before it is applied.
 type Bucket struct {
 	db      *pebble.DB
-	table   catalog.Table
-	schema  catalog.Schema
-	merger  *Merger
-	keyCols []int // storage order: bucket key columns, then the other key columns
-	pkPerm  []int // pkPerm[j]: index in Schema.PrimaryKey of storage key column j
-	isKey   []bool
+	st      atomic.Pointer[tableState] // the newest schema version the bucket knows
+	keyCols []int                      // storage order: bucket key columns, then the other key columns
+	pkPerm  []int                      // pkPerm[j]: index in Schema.PrimaryKey of storage key column j
 	opts    Options
 	mem     memory.Allocator
-	clSch   *arrow.Schema
 
 	// life guards the DB against Close for the reads, which do not take mu.
 	life sync.RWMutex
@@ -103,6 +99,24 @@ type Bucket struct {
 
 	count   atomic.Int64
 	applied atomic.Int64
+}
+
+// tableState is one schema version of the bucket's table and what is
+// derived from it. It is immutable; Evolve swaps in a new one.
+type tableState struct {
+	table  catalog.Table
+	schema catalog.Schema
+	merger *Merger
+	isKey  []bool
+	clSch  *arrow.Schema
+}
+
+func newTableState(t catalog.Table) (*tableState, error) {
+	merger, err := NewMerger(t)
+	if err != nil {
+		return nil, err
+	}
+	return &tableState{table: t, schema: t.Schema, merger: merger, isKey: merger.isKey, clSch: ChangelogSchema(t.Schema)}, nil
 }
 
 type pendingValue struct {
@@ -146,13 +160,13 @@ func (c *Changes) Len() int { return c.rows }
 // one bucket of table t, a primary-key table whose merge engine must apply
 // (NewMerger's errors). It reads the persisted Count and AppliedOffset.
 func Open(dir string, t catalog.Table, opts Options) (*Bucket, error) {
-	merger, err := NewMerger(t)
+	st, err := newTableState(t)
 	if err != nil {
 		return nil, err
 	}
 	s := t.Schema
-	b := &Bucket{table: t, schema: s, merger: merger, opts: opts, mem: opts.Allocator,
-		overlay: map[string]pendingValue{}, isKey: merger.isKey, clSch: ChangelogSchema(s)}
+	b := &Bucket{opts: opts, mem: opts.Allocator, overlay: map[string]pendingValue{}}
+	b.st.Store(st)
 	if b.mem == nil {
 		b.mem = memory.DefaultAllocator
 	}
@@ -193,6 +207,76 @@ func Open(dir string, t catalog.Table, opts Options) (*Bucket, error) {
 	b.count.Store(count)
 	b.applied.Store(applied)
 	return b, nil
+}
+
+// SchemaVersion returns the newest schema version of the table the bucket
+// knows (Open's, or a later one given to Evolve).
+func (b *Bucket) SchemaVersion() int32 { return b.st.Load().table.SchemaVersion }
+
+// Evolve moves the bucket to t, a newer schema version of its table whose
+// columns extend the bucket's (AlterTable only appends nullable columns):
+// rows stored under an older version read with NULLs in the added columns,
+// and from now on ops, the changelog and reads have t's columns. Rows are
+// not rewritten: the row encoding carries each row's column count. Evolve
+// with a version the bucket already has, or an older one, is a no-op;
+// a t that does not extend the bucket's schema fails with ErrInvalidOp.
+// Changes prepared before keep the changelog of their version.
+func (b *Bucket) Evolve(t catalog.Table) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	cur := b.st.Load()
+	if t.SchemaVersion <= cur.table.SchemaVersion {
+		return nil
+	}
+	if err := checkExtends(cur.schema, t.Schema); err != nil {
+		return fmt.Errorf("%w: schema version %d of table %q: %w", ErrInvalidOp, t.SchemaVersion, t.Name, err)
+	}
+	st, err := newTableState(t)
+	if err != nil {
+		return err
+	}
+	// The pre-write buffer's rows become rows of the new version.
+	n := len(t.Schema.Columns)
+	for k, v := range b.overlay {
+		if v.row != nil {
+			v.row = v.row.Resize(n)
+			b.overlay[k] = v
+		}
+	}
+	for _, c := range b.pending {
+		for i := range c.writes {
+			if c.writes[i].row != nil {
+				c.writes[i].row = c.writes[i].row.Resize(n)
+			}
+		}
+	}
+	b.st.Store(st)
+	return nil
+}
+
+// checkExtends reports why schema next is not old with nullable columns
+// appended, or nil.
+func checkExtends(old, next catalog.Schema) error {
+	if len(next.Columns) < len(old.Columns) {
+		return fmt.Errorf("it has %d columns, the bucket's version has %d", len(next.Columns), len(old.Columns))
+	}
+	for i, c := range old.Columns {
+		if n := next.Columns[i]; n.Name != c.Name || n.Type != c.Type || n.Nullable != c.Nullable {
+			return fmt.Errorf("column %d is %q %s, the bucket's version has %q %s", i, n.Name, n.Type, c.Name, c.Type)
+		}
+	}
+	for _, c := range next.Columns[len(old.Columns):] {
+		if !c.Nullable {
+			return fmt.Errorf("added column %q is NOT NULL", c.Name)
+		}
+	}
+	if !slices.Equal(old.PrimaryKey, next.PrimaryKey) {
+		return fmt.Errorf("primary key %v differs from the bucket's %v", next.PrimaryKey, old.PrimaryKey)
+	}
+	return nil
 }
 
 type quietLogger struct{}
@@ -265,8 +349,8 @@ func (b *Bucket) rowKey(row Row) []byte {
 
 // checkOp reports why op cannot be prepared (wrapping ErrInvalidOp or
 // ErrMergeEngine), or nil.
-func (b *Bucket) checkOp(op Op) error {
-	cols := b.schema.Columns
+func (b *Bucket) checkOp(st *tableState, op Op) error {
+	cols := st.schema.Columns
 	if len(op.Row) != len(cols) {
 		return fmt.Errorf("%w: %d values for %d columns", ErrInvalidOp, len(op.Row), len(cols))
 	}
@@ -282,7 +366,7 @@ func (b *Bucket) checkOp(op Op) error {
 	for i, c := range cols {
 		v := op.Row[i]
 		if v == nil {
-			if b.isKey[i] {
+			if st.isKey[i] {
 				return fmt.Errorf("%w: primary-key column %q is NULL", ErrInvalidOp, c.Name)
 			}
 			if op.Kind == OpUpsert && !c.Nullable && op.TargetColumns == nil {
@@ -290,7 +374,7 @@ func (b *Bucket) checkOp(op Op) error {
 			}
 			continue
 		}
-		if op.Kind == OpDelete && !b.isKey[i] {
+		if op.Kind == OpDelete && !st.isKey[i] {
 			continue
 		}
 		if why := checkValue(c.Type, v); why != "" {
@@ -298,8 +382,8 @@ func (b *Bucket) checkOp(op Op) error {
 		}
 	}
 	if t := op.TargetColumns; t != nil {
-		if !b.merger.SupportsPartialUpdate() {
-			return fmt.Errorf("%w: partial updates are not supported by the %s merge engine", ErrMergeEngine, b.merger.engine)
+		if !st.merger.SupportsPartialUpdate() {
+			return fmt.Errorf("%w: partial updates are not supported by the %s merge engine", ErrMergeEngine, st.merger.engine)
 		}
 		seen := make([]bool, len(cols))
 		for _, i := range t {
@@ -315,7 +399,7 @@ func (b *Bucket) checkOp(op Op) error {
 			}
 		}
 		for i, c := range cols {
-			if b.isKey[i] && !seen[i] {
+			if st.isKey[i] && !seen[i] {
 				return fmt.Errorf("%w: partial update: target columns must include primary-key column %q", ErrInvalidOp, c.Name)
 			}
 		}
@@ -324,7 +408,7 @@ func (b *Bucket) checkOp(op Op) error {
 }
 
 // getApplied reads key's row from pebble (nil if absent).
-func (b *Bucket) getApplied(key []byte) (Row, error) {
+func (b *Bucket) getApplied(st *tableState, key []byte) (Row, error) {
 	v, closer, err := b.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -333,7 +417,7 @@ func (b *Bucket) getApplied(key []byte) (Row, error) {
 		return nil, fmt.Errorf("kv: get: %w", err)
 	}
 	defer closer.Close()
-	return DecodeRow(b.schema, v)
+	return DecodeRow(st.schema, v)
 }
 
 type changeRow struct {
@@ -364,8 +448,9 @@ func (b *Bucket) Prepare(ops []Op) (*Changes, error) {
 	if b.closed {
 		return nil, ErrClosed
 	}
+	st := b.st.Load()
 	for i, op := range ops {
-		if err := b.checkOp(op); err != nil {
+		if err := b.checkOp(st, op); err != nil {
 			return nil, fmt.Errorf("op %d: %w", i, err)
 		}
 	}
@@ -383,14 +468,14 @@ func (b *Bucket) Prepare(ops []Op) (*Changes, error) {
 			old = p.row
 		} else {
 			var err error
-			if old, err = b.getApplied(kb); err != nil {
+			if old, err = b.getApplied(st, kb); err != nil {
 				return nil, err
 			}
 		}
 		var res Row
 		switch op.Kind {
 		case OpUpsert:
-			r, emit, err := b.merger.Merge(old, op.Row, op.TargetColumns)
+			r, emit, err := st.merger.Merge(old, op.Row, op.TargetColumns)
 			if err != nil {
 				return nil, fmt.Errorf("op %d: %w", i, err)
 			}
@@ -413,7 +498,7 @@ func (b *Bucket) Prepare(ops []Op) (*Changes, error) {
 		}
 		var value []byte
 		if res != nil {
-			value = EncodeRow(nil, b.schema, res)
+			value = EncodeRow(nil, st.schema, res)
 		}
 		if w, ok := local[key]; ok {
 			writes[w].value, writes[w].row = value, res
@@ -430,7 +515,7 @@ func (b *Bucket) Prepare(ops []Op) (*Changes, error) {
 		return nil, fmt.Errorf("%w: %d bytes pending, %d more would exceed %d; retry once the changelog is committed",
 			ErrBufferFull, b.pendingBytes, size, b.opts.MaxPendingBytes)
 	}
-	rec := b.changelogRecord(changes)
+	rec := b.changelogRecord(st, changes)
 	b.nextSeq++
 	c := &Changes{seq: b.nextSeq, writes: writes, countDelta: delta, size: size, rec: rec, rows: len(changes)}
 	b.pending = append(b.pending, c)
@@ -441,10 +526,10 @@ func (b *Bucket) Prepare(ops []Op) (*Changes, error) {
 	return c, nil
 }
 
-func (b *Bucket) changelogRecord(changes []changeRow) arrow.RecordBatch {
-	rb := array.NewRecordBuilder(b.mem, b.clSch)
+func (b *Bucket) changelogRecord(st *tableState, changes []changeRow) arrow.RecordBatch {
+	rb := array.NewRecordBuilder(b.mem, st.clSch)
 	defer rb.Release()
-	n := len(b.schema.Columns)
+	n := len(st.schema.Columns)
 	ct := rb.Field(n).(*array.StringBuilder)
 	for _, ch := range changes {
 		for i, v := range ch.row {
@@ -588,12 +673,13 @@ func (b *Bucket) ApplyChangelog(rec arrow.RecordBatch, endOffset int64) error {
 	if endOffset <= b.applied.Load() {
 		return nil
 	}
-	n := len(b.schema.Columns)
+	st := b.st.Load()
+	n := len(st.schema.Columns)
 	sch := rec.Schema()
 	if int(rec.NumCols()) < n+1 {
 		return fmt.Errorf("%w: changelog has %d columns, want at least %d", ErrInvalidOp, rec.NumCols(), n+1)
 	}
-	for i, c := range b.schema.Columns {
+	for i, c := range st.schema.Columns {
 		if sch.Field(i).Name != c.Name {
 			return fmt.Errorf("%w: changelog column %d is %q, want %q", ErrInvalidOp, i, sch.Field(i).Name, c.Name)
 		}
@@ -616,8 +702,8 @@ func (b *Bucket) ApplyChangelog(rec arrow.RecordBatch, endOffset int64) error {
 			return fmt.Errorf("changelog row %d: %w", i, err)
 		}
 		for c, v := range row {
-			if b.isKey[c] && v == nil {
-				return fmt.Errorf("%w: changelog row %d: primary-key column %q is NULL", ErrInvalidOp, i, b.schema.Columns[c].Name)
+			if st.isKey[c] && v == nil {
+				return fmt.Errorf("%w: changelog row %d: primary-key column %q is NULL", ErrInvalidOp, i, st.schema.Columns[c].Name)
 			}
 		}
 		kb := b.rowKey(row)
@@ -638,7 +724,7 @@ func (b *Bucket) ApplyChangelog(rec arrow.RecordBatch, endOffset int64) error {
 				count++
 			}
 			present[string(kb)] = true
-			err = batch.Set(kb, EncodeRow(nil, b.schema, row), nil)
+			err = batch.Set(kb, EncodeRow(nil, st.schema, row), nil)
 		case ChangeDelete:
 			if was {
 				count--
@@ -672,6 +758,7 @@ func (b *Bucket) Lookup(keys []Row) ([]Row, error) {
 	if b.closed {
 		return nil, ErrClosed
 	}
+	st := b.st.Load()
 	out := make([]Row, len(keys))
 	var kb []byte
 	for i, k := range keys {
@@ -681,12 +768,12 @@ func (b *Bucket) Lookup(keys []Row) ([]Row, error) {
 		kb = append(kb[:0], rowPrefix...)
 		for j, c := range b.keyCols {
 			v := k[b.pkPerm[j]]
-			if err := b.checkKeyValue(c, v); err != nil {
+			if err := checkKeyValue(st, c, v); err != nil {
 				return nil, fmt.Errorf("key %d: %w", i, err)
 			}
 			kb = appendKeyValue(kb, v)
 		}
-		row, err := b.getApplied(kb)
+		row, err := b.getApplied(st, kb)
 		if err != nil {
 			return nil, err
 		}
@@ -695,8 +782,8 @@ func (b *Bucket) Lookup(keys []Row) ([]Row, error) {
 	return out, nil
 }
 
-func (b *Bucket) checkKeyValue(col int, v any) error {
-	c := b.schema.Columns[col]
+func checkKeyValue(st *tableState, col int, v any) error {
+	c := st.schema.Columns[col]
 	if v == nil {
 		return fmt.Errorf("%w: primary-key column %q is NULL", ErrInvalidOp, c.Name)
 	}
@@ -718,8 +805,9 @@ func (b *Bucket) PrefixLookup(values []any) ([]Row, error) {
 	if len(values) == 0 || len(values) > len(b.keyCols) {
 		return nil, fmt.Errorf("%w: prefix has %d values; want 1..%d", ErrInvalidOp, len(values), len(b.keyCols))
 	}
+	st := b.st.Load()
 	for j, v := range values {
-		if err := b.checkKeyValue(b.keyCols[j], v); err != nil {
+		if err := checkKeyValue(st, b.keyCols[j], v); err != nil {
 			return nil, err
 		}
 	}
@@ -739,6 +827,7 @@ func (b *Bucket) scan(lower, upper []byte, limit int) ([]Row, error) {
 	if b.closed {
 		return nil, ErrClosed
 	}
+	st := b.st.Load()
 	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, fmt.Errorf("kv: scan: %w", err)
@@ -750,7 +839,7 @@ func (b *Bucket) scan(lower, upper []byte, limit int) ([]Row, error) {
 			it.Close()
 			return nil, fmt.Errorf("kv: scan: %w", err)
 		}
-		row, err := DecodeRow(b.schema, v)
+		row, err := DecodeRow(st.schema, v)
 		if err != nil {
 			it.Close()
 			return nil, err
@@ -767,8 +856,12 @@ func (b *Bucket) scan(lower, upper []byte, limit int) ([]Row, error) {
 // package-level RowsToRecord. Nil rows (keys Lookup did not find) are
 // skipped.
 func (b *Bucket) RowsToRecord(rows []Row) (arrow.RecordBatch, error) {
+	st := b.st.Load()
 	rows = slices.DeleteFunc(slices.Clone(rows), func(r Row) bool { return r == nil })
-	return RowsToRecord(b.mem, b.schema, rows)
+	for i, r := range rows {
+		rows[i] = r.Resize(len(st.schema.Columns))
+	}
+	return RowsToRecord(b.mem, st.schema, rows)
 }
 
 // Metrics returns pebble's metrics; call it before Close.

@@ -18,7 +18,7 @@ func mustPrepareApply(t *testing.T, b *Bucket, offset int64, ops ...Op) []change
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := changesOf(t, c.Record(), len(b.schema.Columns))
+	cl := changesOf(t, c.Record(), len(b.st.Load().schema.Columns))
 	if err := b.Apply(c, offset); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestBadInput(t *testing.T) {
 	if b.PendingBytes() != 0 {
 		t.Fatalf("a failed Prepare staged %d bytes", b.PendingBytes())
 	}
-	if _, err := TargetColumns(b.schema, []string{"id", "nope"}); !errors.Is(err, ErrInvalidOp) || !strings.Contains(err.Error(), `"nope"`) {
+	if _, err := TargetColumns(b.st.Load().schema, []string{"id", "nope"}); !errors.Is(err, ErrInvalidOp) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("TargetColumns unknown: %v", err)
 	}
 	if _, err := b.Lookup([]Row{{int64(1)}}); !errors.Is(err, ErrInvalidOp) {

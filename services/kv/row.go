@@ -27,6 +27,19 @@ import (
 // the same values the table's Arrow columns hold (batch.ArrowSchema).
 type Row []any
 
+// Resize returns r with exactly n columns: a row of an older schema
+// version gets NULLs in the columns added since, a row of a newer one loses
+// the columns an older version lacks (columns are only ever appended). It
+// returns r itself when it has n columns already.
+func (r Row) Resize(n int) Row {
+	if len(r) == n {
+		return r
+	}
+	out := make(Row, n)
+	copy(out, r)
+	return out
+}
+
 // checkValue reports why v cannot be a non-null value of type t, or "".
 func checkValue(t catalog.Type, v any) string {
 	switch t.Kind {

@@ -308,13 +308,14 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		if dup[i] != nil || states[i].kv == nil {
 			continue
 		}
-		c, err := states[i].kv.Prepare(part.Ops)
+		if err := w.evolve(states[i], req.Table); err != nil {
+			w.discard(states[:i], changes[:i])
+			w.mu.Unlock()
+			return nil, err
+		}
+		c, err := states[i].kv.Prepare(fitOps(part.Ops, len(states[i].table.Schema.Columns)))
 		if err != nil {
-			for j := range i {
-				if changes[j] != nil {
-					_, _ = states[j].kv.Discard(changes[j])
-				}
-			}
+			w.discard(states[:i], changes[:i])
 			w.mu.Unlock()
 			return nil, fmt.Errorf("bucket %d: %w", states[i].id.Bucket, err)
 		}
@@ -338,10 +339,16 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 			}
 			rec = c.Record()
 		}
+		// A primary-key part's changelog has the columns of the KV
+		// state's schema version, which may be newer than the request's.
+		version := req.Table.SchemaVersion
+		if changes[i] != nil {
+			version = bs.table.SchemaVersion
+		}
 		rows := rec.NumRows()
 		rec.Retain()
 		p := &pending{
-			base: bs.next, rows: rows, ts: now, schemaVersion: req.Table.SchemaVersion,
+			base: bs.next, rows: rows, ts: now, schemaVersion: version,
 			rec: rec, size: batchSize(rec), writer: req.WriterID, seq: req.Sequence,
 			changes: changes[i],
 			walDone: make(chan struct{}), done: make(chan struct{}),
@@ -368,7 +375,7 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		}
 		wrec := walRecord{
 			Bucket: bs.id, Epoch: bs.lead.Lease.Epoch, BaseOffset: p.base, Timestamp: now,
-			SchemaVersion: req.Table.SchemaVersion, WriterID: req.WriterID, Sequence: req.Sequence, IPC: data,
+			SchemaVersion: version, WriterID: req.WriterID, Sequence: req.Sequence, IPC: data,
 		}
 		w.log.AppendAsync(wrec.encode(), func(lsn uint64, err error) {
 			p.lsn.Store(lsn)
@@ -397,6 +404,40 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		}
 	}
 	return results, nil
+}
+
+// discard drops the prepared changes of a request that is refused.
+func (w *Writer) discard(states []*bucketState, changes []*kv.Changes) {
+	for j, c := range changes {
+		if c != nil {
+			_, _ = states[j].kv.Discard(c)
+		}
+	}
+}
+
+// evolve moves primary-key bucket bs to t's schema version when t is newer
+// than the version its KV state has (an AlterTable added columns). Call it
+// with w.mu held.
+func (w *Writer) evolve(bs *bucketState, t catalog.Table) error {
+	if t.SchemaVersion <= bs.table.SchemaVersion {
+		return nil
+	}
+	if err := bs.kv.Evolve(t); err != nil {
+		return fmt.Errorf("writer: bucket %s: %w", bs.id, err)
+	}
+	bs.table = t
+	return nil
+}
+
+// fitOps returns ops with rows of n columns. A request decoded under an
+// older schema version than the bucket's lacks the columns added since: it
+// is written as it would have been before the AlterTable, with NULLs (or,
+// for a partial update, no change) in them.
+func fitOps(ops []kv.Op, n int) []kv.Op {
+	for i := range ops {
+		ops[i].Row = ops[i].Row.Resize(n)
+	}
+	return ops
 }
 
 // setHole records p, whose WAL append failed, as bs's last WAL hole.
@@ -484,6 +525,12 @@ func (w *Writer) KV(ctx context.Context, t catalog.Table, b catalog.BucketID) (*
 	}
 	if bs.kv == nil {
 		return nil, fmt.Errorf("writer: table %s.%s has no primary key", t.Database, t.Name)
+	}
+	w.mu.Lock()
+	err = w.evolve(bs, t)
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	if bs.lead.Expired() {
 		// Paused past the lease (or cut off from the catalog): another

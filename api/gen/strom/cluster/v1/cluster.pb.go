@@ -429,7 +429,12 @@ type LookupRequest struct {
 	Bucket *Bucket `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
 	// Keys, each its primary-key values in Strom's order-preserving key
 	// encoding.
-	Keys          [][]byte `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys [][]byte `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The number of table columns the sender's schema version has: rows are
+	// answered with that many columns (columns are only ever appended, so a
+	// row of a newer version is cut, one of an older version padded with
+	// NULLs). 0: the leader's version.
+	ColumnCount   int32 `protobuf:"varint,4,opt,name=column_count,json=columnCount,proto3" json:"column_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +488,13 @@ func (x *LookupRequest) GetKeys() [][]byte {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *LookupRequest) GetColumnCount() int32 {
+	if x != nil {
+		return x.ColumnCount
+	}
+	return 0
 }
 
 // LookupResponse answers a LookupRequest.
@@ -540,7 +552,12 @@ type PrefixLookupRequest struct {
 	// The bucket.
 	Bucket *Bucket `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
 	// The bucket-key values in Strom's order-preserving key encoding.
-	Prefix        []byte `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Prefix []byte `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// The number of table columns the sender's schema version has: rows are
+	// answered with that many columns (columns are only ever appended, so a
+	// row of a newer version is cut, one of an older version padded with
+	// NULLs). 0: the leader's version.
+	ColumnCount   int32 `protobuf:"varint,4,opt,name=column_count,json=columnCount,proto3" json:"column_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,6 +611,13 @@ func (x *PrefixLookupRequest) GetPrefix() []byte {
 		return x.Prefix
 	}
 	return nil
+}
+
+func (x *PrefixLookupRequest) GetColumnCount() int32 {
+	if x != nil {
+		return x.ColumnCount
+	}
+	return 0
 }
 
 // PrefixLookupResponse holds the matching rows.
@@ -650,7 +674,12 @@ type ScanRequest struct {
 	// The bucket.
 	Bucket *Bucket `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
 	// At most this many rows; 0 for all.
-	Limit         int64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit int64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The number of table columns the sender's schema version has: rows are
+	// answered with that many columns (columns are only ever appended, so a
+	// row of a newer version is cut, one of an older version padded with
+	// NULLs). 0: the leader's version.
+	ColumnCount   int32 `protobuf:"varint,4,opt,name=column_count,json=columnCount,proto3" json:"column_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -702,6 +731,13 @@ func (x *ScanRequest) GetBucket() *Bucket {
 func (x *ScanRequest) GetLimit() int64 {
 	if x != nil {
 		return x.Limit
+	}
+	return 0
+}
+
+func (x *ScanRequest) GetColumnCount() int32 {
+	if x != nil {
+		return x.ColumnCount
 	}
 	return 0
 }
@@ -883,23 +919,26 @@ const file_strom_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x05count\x18\x03 \x01(\x03R\x05count\x12\x1c\n" +
 	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"G\n" +
 	"\rWriteResponse\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.strom.cluster.v1.PartResultR\aresults\"p\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.strom.cluster.v1.PartResultR\aresults\"\x93\x01\n" +
 	"\rLookupRequest\x12\x19\n" +
 	"\btable_id\x18\x01 \x01(\x03R\atableId\x120\n" +
 	"\x06bucket\x18\x02 \x01(\v2\x18.strom.cluster.v1.BucketR\x06bucket\x12\x12\n" +
-	"\x04keys\x18\x03 \x03(\fR\x04keys\"$\n" +
+	"\x04keys\x18\x03 \x03(\fR\x04keys\x12!\n" +
+	"\fcolumn_count\x18\x04 \x01(\x05R\vcolumnCount\"$\n" +
 	"\x0eLookupResponse\x12\x12\n" +
-	"\x04rows\x18\x01 \x03(\fR\x04rows\"z\n" +
+	"\x04rows\x18\x01 \x03(\fR\x04rows\"\x9d\x01\n" +
 	"\x13PrefixLookupRequest\x12\x19\n" +
 	"\btable_id\x18\x01 \x01(\x03R\atableId\x120\n" +
 	"\x06bucket\x18\x02 \x01(\v2\x18.strom.cluster.v1.BucketR\x06bucket\x12\x16\n" +
-	"\x06prefix\x18\x03 \x01(\fR\x06prefix\"*\n" +
+	"\x06prefix\x18\x03 \x01(\fR\x06prefix\x12!\n" +
+	"\fcolumn_count\x18\x04 \x01(\x05R\vcolumnCount\"*\n" +
 	"\x14PrefixLookupResponse\x12\x12\n" +
-	"\x04rows\x18\x01 \x03(\fR\x04rows\"p\n" +
+	"\x04rows\x18\x01 \x03(\fR\x04rows\"\x93\x01\n" +
 	"\vScanRequest\x12\x19\n" +
 	"\btable_id\x18\x01 \x01(\x03R\atableId\x120\n" +
 	"\x06bucket\x18\x02 \x01(\v2\x18.strom.cluster.v1.BucketR\x06bucket\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x03R\x05limit\"\"\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12!\n" +
+	"\fcolumn_count\x18\x04 \x01(\x05R\vcolumnCount\"\"\n" +
 	"\fScanResponse\x12\x12\n" +
 	"\x04rows\x18\x01 \x03(\fR\x04rows\"[\n" +
 	"\fCountRequest\x12\x19\n" +
