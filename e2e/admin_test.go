@@ -160,45 +160,6 @@ func TestBadConfigFails(t *testing.T) {
 	}
 }
 
-// TestCurlWalkthrough follows the README's curl examples.
-func TestCurlWalkthrough(t *testing.T) {
-	p := startServer(t, t.TempDir())
-	post := func(method, body string) (int, string) {
-		t.Helper()
-		resp, err := http.Post(p.url()+"/strom.v1.AdminService/"+method, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, body := post("CreateDatabase", `{"name": "shop"}`); code != 200 {
-		t.Fatalf("CreateDatabase: %d %s", code, body)
-	}
-	code, body := post("CreateTable", `{
-	  "database": "shop", "name": "orders",
-	  "schema": {"columns": [
-	    {"name": "order_id", "type": "BIGINT"},
-	    {"name": "customer", "type": "STRING", "nullable": true},
-	    {"name": "amount", "type": "DECIMAL(10,2)", "nullable": true}],
-	    "primary_key": ["order_id"]},
-	  "buckets": 4,
-	  "properties": {"table.merge-engine": "versioned", "table.merge-engine.version-column": "order_id"}}`)
-	if code != 200 || !strings.Contains(body, "TABLE_KIND_PRIMARY_KEY") {
-		t.Fatalf("CreateTable: %d %s", code, body)
-	}
-	code, body = post("CreateTable", `{"database": "shop", "name": "orders2", "schema": {"columns": [{"name": "id", "type": "BIGINT"}], "primary_key": ["nope"]}}`)
-	if code != 400 || !strings.Contains(body, "primary_key") {
-		t.Fatalf("bad primary key: %d %s", code, body)
-	}
-	code, body = post("GetTable", `{"database": "shop", "name": "orders"}`)
-	if code != 200 || strings.Count(body, `"bucket"`) < 3 {
-		t.Fatalf("GetTable: %d %s", code, body)
-	}
-	p.stop(t)
-}
-
 // TestGRPCurl: the server answers plain gRPC with reflection and health, so
 // grpcurl works without proto files.
 func TestGRPCurl(t *testing.T) {
