@@ -36,7 +36,9 @@
 //	TINYINT..INT      number                               integral number or numeric string ("12", "1.2e1")
 //	BIGINT            number if |v| < 2^53, else string    the same; a float64 of 2^53 or more is refused
 //	FLOAT, DOUBLE     number; "NaN", "Infinity",           numeric string
-//	                  "-Infinity" as strings
+//	                  "-Infinity" as strings; a FLOAT as
+//	                  its shortest decimal (0.1, not
+//	                  0.10000000149011612)
 //	DECIMAL(p,s)      string with exactly s fraction       number (read as its shortest decimal
 //	                  digits: "-12.30"                     text, e.g. 0.1 is "0.1"), string with
 //	                                                       fewer fraction digits or an exponent

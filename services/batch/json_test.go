@@ -103,7 +103,8 @@ func TestRoundTripPerType(t *testing.T) {
 		{"BIGINT", `[-9223372036854775808, 9223372036854775807, "9223372036854775807", 9007199254740992, -9007199254740992, 9007199254740993, null]`,
 			[]any{"-9223372036854775808", "9223372036854775807", "9223372036854775807", "9007199254740992", "-9007199254740992", "9007199254740993", nil}},
 		{"FLOAT", `[0.1, -3.4028234663852886e38, 3.4028234663852886e38, 1.401298464324817e-45, -0.0, "NaN", "Infinity", "-Infinity", null]`,
-			[]any{float32(0.1), float32(-math.MaxFloat32), float32(math.MaxFloat32), float32(math.SmallestNonzeroFloat32), float32(math.Copysign(0, -1)), "NaN", "Infinity", "-Infinity", nil}},
+			// The shortest decimal of each float32, as a float64: 0.1, not 0.10000000149011612.
+			[]any{0.1, -3.4028235e38, 3.4028235e38, 1e-45, math.Copysign(0, -1), "NaN", "Infinity", "-Infinity", nil}},
 		{"DOUBLE", `[0.1, 1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -0.0, "NaN", "Infinity", "-Infinity", "2.5"]`,
 			[]any{0.1, math.MaxFloat64, -math.MaxFloat64, math.SmallestNonzeroFloat64, math.Copysign(0, -1), "NaN", "Infinity", "-Infinity", 2.5}},
 		{"DECIMAL(10,2)", `["12.34", "-12.34", 12.5, "0.05", "-0.05", "12.340", "1e2", 0, "-0", "99999999.99", "-99999999.99", null]`,
@@ -186,9 +187,9 @@ func TestFromJSONGoValues(t *testing.T) {
 	defer rec.Release()
 	got, _ := batch.ToJSON(rec)
 	want := []map[string]any{
-		{"i": int64(7), "f": float32(0.5), "d": "12.0", "b": "AQI="},
-		{"i": int64(8), "f": float32(0.25), "d": "0.1", "b": "AQI="},
-		{"i": int64(-9), "f": float32(1000), "d": "-1234.5", "b": ""},
+		{"i": int64(7), "f": 0.5, "d": "12.0", "b": "AQI="},
+		{"i": int64(8), "f": 0.25, "d": "0.1", "b": "AQI="},
+		{"i": int64(-9), "f": 1000.0, "d": "-1234.5", "b": ""},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v\nwant %v", got, want)

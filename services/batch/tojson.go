@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -15,8 +16,8 @@ import (
 const maxExactJSONInt = 1 << 53
 
 // ToJSON converts a record batch to one JSON object per row, keyed by column
-// name, with nulls as nil. Values have the Go types bool, int64, float32,
-// float64 and string (see the package doc for each SQL type's encoding), so
+// name, with nulls as nil. Values have the Go types bool, int64, float64
+// and string (see the package doc for each SQL type's encoding), so
 // the rows marshal with encoding/json and convert with structpb.NewStruct.
 // FromJSON reads them back to the identical batch, also after a trip
 // through encoding/json (with or without UseNumber) or google.protobuf.Struct.
@@ -75,7 +76,7 @@ func ToJSON(rec arrow.RecordBatch) ([]map[string]any, error) {
 				if s, ok := nonFinite(float64(v)); ok {
 					return s
 				}
-				return v
+				return float32Decimal(v)
 			})
 		case *array.Float64:
 			fill(func(r int) any {
@@ -135,6 +136,18 @@ func ToJSON(rec arrow.RecordBatch) ([]map[string]any, error) {
 		}
 	}
 	return rows, nil
+}
+
+// float32Decimal returns the float64 nearest to the shortest decimal that
+// reads back as v: FLOAT 0.1 is 0.1, not 0.10000000149011612 (float64(v)),
+// in every JSON encoder, google.protobuf.Struct included, and FromJSON
+// rounds it back to exactly v.
+func float32Decimal(v float32) float64 {
+	f, err := strconv.ParseFloat(strconv.FormatFloat(float64(v), 'g', -1, 32), 64)
+	if err != nil {
+		return float64(v) // unreachable: FormatFloat's output parses
+	}
+	return f
 }
 
 // unitPrecision returns the fractional-second digits of a time unit.
