@@ -10,6 +10,7 @@ import (
 	"log/slog"
 
 	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
@@ -96,7 +97,43 @@ func Connect(ctx context.Context, logger *slog.Logger, op string, err error) err
 	case connect.CodeUnavailable:
 		logger.WarnContext(ctx, "request failed: unavailable", slog.String("op", op), slog.Any("err", err))
 	}
-	return connect.NewError(code, err)
+	ce = connect.NewError(code, err)
+	if errors.Is(err, writer.ErrSequence) {
+		addReason(ce, ReasonStaleSequence)
+	}
+	return ce
+}
+
+// Domain is the google.rpc.ErrorInfo domain of Strom's error reasons.
+const Domain = "strom.io"
+
+// ReasonStaleSequence is the google.rpc.ErrorInfo reason of a write refused
+// with failed_precondition because its sequence is lower than the writer's
+// latest in a bucket it writes (writer.ErrSequence): that writer has
+// already written a later request there, so nothing was written now.
+const ReasonStaleSequence = "STALE_SEQUENCE"
+
+func addReason(ce *connect.Error, reason string) {
+	if d, err := connect.NewErrorDetail(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}); err == nil {
+		ce.AddDetail(d)
+	}
+}
+
+// HasReason reports whether err is a Connect error (from a server, or
+// wrapped) carrying a google.rpc.ErrorInfo detail with Strom's domain and
+// reason: the way clients classify errors without matching messages.
+func HasReason(err error, reason string) bool {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return false
+	}
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		if info, ok := v.(*errdetails.ErrorInfo); derr == nil && ok && info.GetDomain() == Domain && info.GetReason() == reason {
+			return true
+		}
+	}
+	return false
 }
 
 // Invalid is an invalid_argument error with msg.

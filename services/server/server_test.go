@@ -20,6 +20,7 @@ import (
 
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
+	"github.com/strom-io/strom/services/rpcerr"
 	"github.com/strom-io/strom/services/server"
 	"github.com/strom-io/strom/testenv"
 )
@@ -405,5 +406,62 @@ func TestSubscribeStreamsCommits(t *testing.T) {
 	receive(5)
 	if fmt.Sprint(got) != "[1 2 3 4 5]" {
 		t.Fatalf("streamed ids %v", got)
+	}
+}
+
+// TestAppendIdempotenceAnswers: a retry with an idempotent writer's latest
+// sequence writes nothing and answers the first offsets marked duplicate; an
+// older sequence is refused with failed_precondition and the ErrorInfo
+// reason STALE_SEQUENCE, over every protocol.
+func TestAppendIdempotenceAnswers(t *testing.T) {
+	base := startServer(t)
+	ctx := t.Context()
+	admin := stromv1connect.NewAdminServiceClient(http.DefaultClient, base)
+	if _, err := admin.CreateDatabase(ctx, connect.NewRequest(&stromv1.CreateDatabaseRequest{Name: "db"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateTable(ctx, connect.NewRequest(&stromv1.CreateTableRequest{
+		Database: "db", Name: "t", Schema: &stromv1.Schema{Columns: []*stromv1.Column{{Name: "id", Type: "BIGINT"}}},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for proto, w := range map[string]stromv1connect.WriteServiceClient{
+		"connect-json": stromv1connect.NewWriteServiceClient(http.DefaultClient, base, connect.WithProtoJSON()),
+		"grpc":         stromv1connect.NewWriteServiceClient(h2cClient(), base, connect.WithGRPC()),
+	} {
+		t.Run(proto, func(t *testing.T) {
+			appendSeq := func(seq int64, ids ...float64) (*stromv1.AppendResponse, error) {
+				req := &stromv1.AppendRequest{Database: "db", Table: "t", WriterId: "writer-" + proto, Sequence: seq}
+				for _, id := range ids {
+					req.Rows = append(req.Rows, &structpb.Struct{Fields: map[string]*structpb.Value{"id": structpb.NewNumberValue(id)}})
+				}
+				resp, err := w.Append(ctx, connect.NewRequest(req))
+				if err != nil {
+					return nil, err
+				}
+				return resp.Msg, nil
+			}
+			first, err := appendSeq(10, 1, 2)
+			if err != nil || len(first.GetOffsets()) != 1 || first.GetOffsets()[0].GetDuplicate() || first.GetOffsets()[0].GetCount() != 2 {
+				t.Fatalf("first append: %v, %v", first, err)
+			}
+			retry, err := appendSeq(10, 1, 2)
+			if err != nil || len(retry.GetOffsets()) != 1 || !retry.GetOffsets()[0].GetDuplicate() ||
+				retry.GetOffsets()[0].GetBaseOffset() != first.GetOffsets()[0].GetBaseOffset() || retry.GetOffsets()[0].GetCount() != 2 {
+				t.Fatalf("retry: %v, %v; want the first offsets, duplicate", retry, err)
+			}
+			if _, err := appendSeq(20, 3); err != nil {
+				t.Fatal(err)
+			}
+			_, err = appendSeq(10, 1, 2)
+			wantCode(t, err, connect.CodeFailedPrecondition)
+			if !rpcerr.HasReason(err, rpcerr.ReasonStaleSequence) {
+				t.Errorf("stale sequence: %v has no reason %s", err, rpcerr.ReasonStaleSequence)
+			}
+			_, err = w.Append(ctx, connect.NewRequest(&stromv1.AppendRequest{Database: "db", Table: "missing", Rows: []*structpb.Struct{{}}}))
+			if connect.CodeOf(err) != connect.CodeNotFound || rpcerr.HasReason(err, rpcerr.ReasonStaleSequence) {
+				t.Errorf("append to a missing table: %v", err)
+			}
+		})
 	}
 }

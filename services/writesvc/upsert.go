@@ -109,7 +109,7 @@ func (s *Service) writeOps(ctx context.Context, t catalog.Table, schema catalog.
 func offsetsToProto(results []writer.Result) []*stromv1.BucketOffsets {
 	out := make([]*stromv1.BucketOffsets, 0, len(results))
 	for _, r := range results {
-		out = append(out, &stromv1.BucketOffsets{Partition: r.Bucket.Partition, Bucket: r.Bucket.Bucket, BaseOffset: r.BaseOffset, Count: r.Count})
+		out = append(out, &stromv1.BucketOffsets{Partition: r.Bucket.Partition, Bucket: r.Bucket.Bucket, BaseOffset: r.BaseOffset, Count: r.Count, Duplicate: r.Duplicate})
 	}
 	return out
 }

@@ -91,7 +91,11 @@ type AppendRequest struct {
 	Durability Durability `protobuf:"varint,5,opt,name=durability,proto3,enum=strom.v1.Durability" json:"durability,omitempty"`
 	// Idempotent writer id; empty for non-idempotent writes.
 	WriterId string `protobuf:"bytes,6,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
-	// Per-writer sequence number of this request.
+	// Per-writer sequence number of this request. Per bucket the server
+	// remembers the writer's latest sequence: the same sequence again writes
+	// nothing and returns the first request's offsets (duplicate); a lower one
+	// is refused with failed_precondition and a google.rpc.ErrorInfo detail
+	// with reason STALE_SEQUENCE, domain strom.io; a higher one is written.
 	Sequence      int64 `protobuf:"varint,7,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -186,7 +190,11 @@ type BucketOffsets struct {
 	// First offset assigned.
 	BaseOffset int64 `protobuf:"varint,3,opt,name=base_offset,json=baseOffset,proto3" json:"base_offset,omitempty"`
 	// Number of records written.
-	Count         int64 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	Count int64 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	// True when an earlier request with the same writer_id and sequence
+	// already wrote this bucket's rows: nothing was written now, and
+	// base_offset and count are that request's.
+	Duplicate     bool `protobuf:"varint,5,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +255,13 @@ func (x *BucketOffsets) GetCount() int64 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *BucketOffsets) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 // AppendResponse returns the offsets assigned per bucket.
@@ -602,13 +617,14 @@ const file_strom_v1_write_proto_rawDesc = "" +
 	"durability\x18\x05 \x01(\x0e2\x14.strom.v1.DurabilityR\n" +
 	"durability\x12\x1b\n" +
 	"\twriter_id\x18\x06 \x01(\tR\bwriterId\x12\x1a\n" +
-	"\bsequence\x18\a \x01(\x03R\bsequence\"|\n" +
+	"\bsequence\x18\a \x01(\x03R\bsequence\"\x9a\x01\n" +
 	"\rBucketOffsets\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\tR\tpartition\x12\x16\n" +
 	"\x06bucket\x18\x02 \x01(\x05R\x06bucket\x12\x1f\n" +
 	"\vbase_offset\x18\x03 \x01(\x03R\n" +
 	"baseOffset\x12\x14\n" +
-	"\x05count\x18\x04 \x01(\x03R\x05count\"C\n" +
+	"\x05count\x18\x04 \x01(\x03R\x05count\x12\x1c\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"C\n" +
 	"\x0eAppendResponse\x121\n" +
 	"\aoffsets\x18\x01 \x03(\v2\x17.strom.v1.BucketOffsetsR\aoffsets\"\xa1\x02\n" +
 	"\rUpsertRequest\x12\x1a\n" +
