@@ -79,9 +79,16 @@ func IsRetryable(err error) bool {
 	return false
 }
 
-// retry calls fn until it succeeds, fails with an error that is not
-// retryable, the policy is exhausted or ctx ends. It returns the number of
-// attempts made and the last error.
+// Retry calls fn until it succeeds, fails with an error that is not
+// retryable (see IsRetryable), p is exhausted (zero fields take the
+// defaults) or ctx ends. It returns the number of attempts made and the last
+// error. It is the loop the Producer uses, for callers that send their own
+// requests; such requests must be idempotent (a writer id and sequence).
+func Retry(ctx context.Context, p RetryPolicy, fn func(ctx context.Context) error) (attempts int, err error) {
+	return retry(ctx, p.withDefaults(), fn)
+}
+
+// retry is Retry with a policy that has its defaults.
 func retry(ctx context.Context, p RetryPolicy, fn func(ctx context.Context) error) (int, error) {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {

@@ -14,6 +14,12 @@ import (
 // maxExact is the largest integer magnitude a float64 holds exactly.
 const maxExact = 1 << 53
 
+// NewRow converts a row keyed by column name to the google.protobuf.Struct
+// an AppendRequest carries, as Producer.Send does: integers beyond ±2^53
+// and json.Number values beyond float64 become decimal strings, time.Time an
+// RFC 3339 string. An unsupported value is an error naming the column.
+func NewRow(row map[string]any) (*structpb.Struct, error) { return newStruct(row) }
+
 // newStruct converts a row to a google.protobuf.Struct (see Producer.Send).
 func newStruct(row map[string]any) (*structpb.Struct, error) {
 	fields := make(map[string]*structpb.Value, len(row))
