@@ -3,17 +3,26 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
+
+	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
+	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 )
 
 // consumedRow is one JSON line printed by `strom consume`.
@@ -257,7 +266,7 @@ func TestProduceConsume(t *testing.T) {
 		t.Fatal(err)
 	}
 	errOut = cliFails(t, p, "produce", "e2e.bad", badFile)
-	if !strings.Contains(errOut, "lines 1 to 2") || !strings.Contains(errOut, "invalid_argument") || !strings.Contains(errOut, `"id"`) {
+	if !strings.Contains(errOut, "lines 1–2 (batch 1)") || !strings.Contains(errOut, "invalid_argument") || !strings.Contains(errOut, `"id"`) || !strings.Contains(errOut, "0 rows written") {
 		t.Errorf("produce of a row the server rejects: stderr %s", errOut)
 	}
 
@@ -426,4 +435,215 @@ func (f *follower) stop(t *testing.T) {
 		_ = f.cmd.Process.Kill()
 		t.Errorf("consume --follow did not exit within 10s of SIGINT")
 	}
+}
+
+// jsonLines is n JSON lines with ids from 0; bad maps a line (from 1) to
+// the text that replaces it.
+func jsonLines(n int, bad map[int]string) string {
+	var b strings.Builder
+	for i := range n {
+		if s, ok := bad[i+1]; ok {
+			b.WriteString(s + "\n")
+			continue
+		}
+		fmt.Fprintf(&b, "{\"id\": %d, \"name\": \"n%d\"}\n", i, i)
+	}
+	return b.String()
+}
+
+// resumeHint matches the last line of a failed `strom produce`.
+var resumeHint = regexp.MustCompile(`resume with --from-line (\d+) --writer-id (\S+)`)
+
+// TestProduceExactAndResumable: `strom produce` stops at the first failing
+// batch with everything before it written and nothing after it, exits 1,
+// says how many rows were written and where to resume; resuming completes
+// the load exactly; a load killed at any moment and run again from line 1
+// writes every row exactly once, and a further run writes nothing.
+func TestProduceExactAndResumable(t *testing.T) {
+	dir := t.TempDir()
+	p := startServer(t, dir, append(pgS3Args(t), "-data-dir", filepath.Join(dir, "data"))...)
+	cli(t, p, "db", "create", "e2e")
+	newTable := func(name string) string {
+		cli(t, p, "table", "create", "e2e."+name, "-c", "id BIGINT NOT NULL", "-c", "name STRING", "--buckets", "3", "--bucket-key", "id")
+		return "e2e." + name
+	}
+	file := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	// fails runs a produce that must exit with code 1 and returns stderr.
+	fails := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := runCLI(p, append([]string{"produce"}, args...)...)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("strom produce %s: %v, want exit code 1\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errOut)
+		}
+		return errOut
+	}
+	wantInErr := func(errOut string, parts ...string) {
+		t.Helper()
+		for _, part := range parts {
+			if !strings.Contains(errOut, part) {
+				t.Errorf("stderr does not say %q:\n%s", part, errOut)
+			}
+		}
+	}
+	// wantIDs checks that table holds the ids from..to-1, each once.
+	wantIDs := func(table string, from, to int) {
+		t.Helper()
+		rows := parseConsumed(t, cli(t, p, "consume", table, "--from", "earliest", "--columns", "id"))
+		checkConsumedOffsets(t, rows, 3)
+		seen := map[string]int{}
+		for _, r := range rows {
+			seen[r.str("id")]++
+		}
+		for i := from; i < to; i++ {
+			if n := seen[fmt.Sprint(i)]; n != 1 {
+				t.Errorf("%s: id %d present %d times", table, i, n)
+			}
+			delete(seen, fmt.Sprint(i))
+		}
+		if len(seen) > 0 {
+			t.Errorf("%s: %d unexpected ids, e.g. %v", table, len(seen), rows[0])
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+
+	// Every row refused: nothing written, and it says so.
+	var refused strings.Builder
+	for i := range 2500 {
+		fmt.Fprintf(&refused, "{\"id\": \"x%d\"}\n", i)
+	}
+	tbl := newTable("refused")
+	errOut := fails(tbl, file("refused.jsonl", refused.String()), "--batch-rows", "1000")
+	wantInErr(errOut, "lines 1–1000 (batch 1): invalid_argument", `"id"`, "0 rows written;", "resume with --from-line 1 --writer-id produce-")
+	if strings.Contains(errOut, "produced") {
+		t.Errorf("stderr claims rows were produced:\n%s", errOut)
+	}
+	wantIDs(tbl, 0, 0)
+	t.Logf("all rows refused: %s", strings.TrimSpace(errOut))
+
+	// A bad value on line 1, valid lines after it: nothing written.
+	tbl = newTable("line1")
+	errOut = fails(tbl, file("line1.jsonl", jsonLines(2500, map[int]string{1: `{"id": "one"}`})), "--batch-rows", "1000")
+	wantInErr(errOut, "lines 1–1000 (batch 1)", "0 rows written;", "--from-line 1 ")
+	wantIDs(tbl, 0, 0)
+
+	// A JSON syntax error on line 2: line 1, in its batch, is not written.
+	tbl = newTable("syntax")
+	errOut = fails(tbl, file("syntax.jsonl", jsonLines(3000, map[int]string{2: `{"id": 1,`})))
+	wantInErr(errOut, "line 2: invalid JSON", "0 rows written;", "resume with --from-line 1 ")
+	wantIDs(tbl, 0, 0)
+
+	// A value the server refuses on line 1500 with batches of 1,000 (the
+	// README's example): lines 1-1000 are written, nothing after; fixing
+	// the line and resuming from the printed line with the printed writer
+	// id completes the load exactly.
+	broken := file("resume.jsonl", jsonLines(3000, map[int]string{1500: `{"id": "x"}`}))
+	errOut = fails(tbl, broken, "--batch-rows", "1000")
+	wantInErr(errOut, "strom: lines 1001–2000 (batch 1001): invalid_argument: row 499, column \"id\": want BIGINT, got string \"x\"\n"+
+		"1000 rows written (lines 1–1000), nothing after them; resume with --from-line 1001 --writer-id produce-")
+	wantIDs(tbl, 0, 1000)
+	m := resumeHint.FindStringSubmatch(errOut)
+	if m == nil {
+		t.Fatalf("no resume hint in:\n%s", errOut)
+	}
+	fixed := file("resume.jsonl", jsonLines(3000, nil))
+	out, errOut, err := runCLI(p, "produce", tbl, fixed, "--batch-rows", "1000", "--from-line", m[1], "--writer-id", m[2])
+	if err != nil {
+		t.Fatalf("resume: %v\n%s%s", err, out, errOut)
+	}
+	wantInErr(errOut, "produced 2000 rows (lines 1001–3000)")
+	wantIDs(tbl, 0, 3000)
+
+	// Killed at some point of the load (SIGKILL, as a crash), then run
+	// again from line 1: every row exactly once. Wherever the kill lands,
+	// that must hold; the log says where it landed.
+	tbl = newTable("crash")
+	const crashRows = 20000
+	input := file("crash.jsonl", jsonLines(crashRows, nil))
+	rc := stromv1connect.NewReadServiceClient(http.DefaultClient, p.url())
+	written := func() int64 {
+		resp, err := rc.ListOffsets(context.Background(), connect.NewRequest(&stromv1.ListOffsetsRequest{Database: "e2e", Table: "crash", Spec: stromv1.OffsetSpec_OFFSET_SPEC_LATEST}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, o := range resp.Msg.GetOffsets() {
+			n += o.GetOffset()
+		}
+		return n
+	}
+	load := exec.Command(stromBin, "--addr", p.addr, "produce", tbl, input, "--batch-rows", "500")
+	var loadErr bytes.Buffer
+	load.Stderr = &loadErr
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	loadDone := make(chan error, 1)
+	go func() { loadDone <- load.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	killed := false
+	for !killed {
+		select {
+		case err := <-loadDone:
+			t.Logf("the load finished (%v) before it could be killed: %s", err, loadErr.String())
+			killed = true
+			continue
+		case <-time.After(20 * time.Millisecond):
+		}
+		if n := written(); n >= 1000 || time.Now().After(deadline) {
+			_ = load.Process.Kill()
+			<-loadDone
+			killed = true
+		}
+	}
+	before := written()
+	t.Logf("%d of %d rows written when the load was killed", before, crashRows)
+	out, errOut, err = runCLI(p, "produce", tbl, input, "--batch-rows", "500")
+	if err != nil {
+		t.Fatalf("re-run: %v\n%s%s", err, out, errOut)
+	}
+	wantInErr(errOut, fmt.Sprintf("produced %d rows (lines 1–%d)", crashRows, crashRows))
+	t.Logf("re-run: %s", strings.TrimSpace(errOut))
+	wantIDs(tbl, 0, crashRows)
+
+	// Once more: the file was loaded, nothing is written.
+	_, errOut, err = runCLI(p, "produce", tbl, input, "--batch-rows", "500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantInErr(errOut, fmt.Sprintf("%d of them were already written", crashRows))
+	wantIDs(tbl, 0, crashRows)
+
+	// stdin: a random writer id, printed for the resume.
+	tbl = newTable("stdin")
+	cmd := exec.Command(stromBin, "--addr", p.addr, "produce", tbl, "-", "--batch-rows", "10")
+	cmd.Stdin = strings.NewReader(jsonLines(30, map[int]string{25: "{"}))
+	var stdinErr bytes.Buffer
+	cmd.Stderr = &stdinErr
+	if err := cmd.Run(); err == nil {
+		t.Fatal("produce of a bad stdin succeeded")
+	}
+	m = resumeHint.FindStringSubmatch(stdinErr.String())
+	if m == nil || m[1] != "21" {
+		t.Fatalf("stdin: no resume from line 21 in:\n%s", stdinErr.String())
+	}
+	cmd = exec.Command(stromBin, "--addr", p.addr, "produce", tbl, "--batch-rows", "10", "--from-line", m[1], "--writer-id", m[2])
+	cmd.Stdin = strings.NewReader(jsonLines(30, nil))
+	stdinErr.Reset()
+	cmd.Stderr = &stdinErr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("stdin resume: %v\n%s", err, stdinErr.String())
+	}
+	wantIDs(tbl, 0, 30)
+
+	cli(t, p, "db", "drop", "e2e", "--cascade")
+	p.stop(t)
 }
