@@ -31,13 +31,14 @@ func New(store catalog.Store, logger *slog.Logger) *Service {
 // CreateDatabase implements AdminService.
 func (s *Service) CreateDatabase(ctx context.Context, req *connect.Request[stromv1.CreateDatabaseRequest]) (*connect.Response[stromv1.CreateDatabaseResponse], error) {
 	db, err := s.store.CreateDatabase(ctx, req.Msg.GetName())
-	if errors.Is(err, catalog.ErrAlreadyExists) && req.Msg.GetIfNotExists() {
+	existed := errors.Is(err, catalog.ErrAlreadyExists) && req.Msg.GetIfNotExists()
+	if existed {
 		db, err = s.store.GetDatabase(ctx, req.Msg.GetName())
 	}
 	if err != nil {
 		return nil, s.connectError(ctx, "create database", err)
 	}
-	return connect.NewResponse(&stromv1.CreateDatabaseResponse{Database: databaseToProto(db)}), nil
+	return connect.NewResponse(&stromv1.CreateDatabaseResponse{Database: databaseToProto(db), Existed: existed}), nil
 }
 
 // ListDatabases implements AdminService.
@@ -78,13 +79,14 @@ func (s *Service) CreateTable(ctx context.Context, req *connect.Request[stromv1.
 		return nil, s.connectError(ctx, "create table", err)
 	}
 	t, err := s.store.CreateTable(ctx, spec)
-	if errors.Is(err, catalog.ErrAlreadyExists) && req.Msg.GetIfNotExists() {
+	existed := errors.Is(err, catalog.ErrAlreadyExists) && req.Msg.GetIfNotExists()
+	if existed {
 		t, err = s.store.GetTable(ctx, spec.Database, spec.Name)
 	}
 	if err != nil {
 		return nil, s.connectError(ctx, "create table", err)
 	}
-	return connect.NewResponse(&stromv1.CreateTableResponse{Table: tableToProto(t)}), nil
+	return connect.NewResponse(&stromv1.CreateTableResponse{Table: tableToProto(t), Existed: existed}), nil
 }
 
 // GetTable implements AdminService.

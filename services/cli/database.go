@@ -26,10 +26,16 @@ func newDatabaseCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(cmd, resp.Msg, func(p *printer) { p.line("created database %s", resp.Msg.GetDatabase().GetName()) })
+			return g.print(cmd, resp.Msg, func(p *printer) {
+				if resp.Msg.GetExisted() {
+					p.line("database %s already exists", resp.Msg.GetDatabase().GetName())
+					return
+				}
+				p.line("created database %s", resp.Msg.GetDatabase().GetName())
+			})
 		},
 	}
-	create.Flags().BoolVar(&ifNotExists, "if-not-exists", false, "Succeed if the database exists.")
+	create.Flags().BoolVar(&ifNotExists, "if-not-exists", false, "Succeed without change if the database exists (and say so).")
 
 	list := &cobra.Command{
 		Use:   "list",

@@ -147,6 +147,10 @@ func newTableCreateCommand(g *globals) *cobra.Command {
 			}
 			return g.print(cmd, resp.Msg, func(p *printer) {
 				t := resp.Msg.GetTable()
+				if resp.Msg.GetExisted() {
+					p.line("%s table %s.%s already exists (schema version %d); nothing was changed", kindName(t.GetKind()), t.GetDatabase(), t.GetName(), t.GetSchemaVersion())
+					return
+				}
 				p.line("created %s table %s.%s", kindName(t.GetKind()), t.GetDatabase(), t.GetName())
 			})
 		},
@@ -159,7 +163,7 @@ func newTableCreateCommand(g *globals) *cobra.Command {
 	f.StringVar(&partitionKey, "partition-key", "", "Partition column.")
 	f.StringArrayVarP(&properties, "property", "p", nil, "Table property KEY=VALUE (repeatable), e.g. table.log.ttl=7d.")
 	f.StringVar(&fromFile, "from-file", "", "Read a CreateTableRequest as JSON; flags override its fields.")
-	f.BoolVar(&ifNotExists, "if-not-exists", false, "Succeed if the table exists.")
+	f.BoolVar(&ifNotExists, "if-not-exists", false, "Succeed without change if the table exists (and say so; its schema may differ from the flags).")
 	return cmd
 }
 

@@ -98,13 +98,13 @@ func TestAdminOverEveryProtocol(t *testing.T) {
 
 func exerciseAdmin(t *testing.T, c stromv1connect.AdminServiceClient, db string) {
 	ctx := context.Background()
-	if _, err := c.CreateDatabase(ctx, connect.NewRequest(&stromv1.CreateDatabaseRequest{Name: db})); err != nil {
-		t.Fatal(err)
+	if resp, err := c.CreateDatabase(ctx, connect.NewRequest(&stromv1.CreateDatabaseRequest{Name: db, IfNotExists: true})); err != nil || resp.Msg.GetExisted() {
+		t.Fatalf("create: %v, %v; want created, not existed", resp, err)
 	}
 	_, err := c.CreateDatabase(ctx, connect.NewRequest(&stromv1.CreateDatabaseRequest{Name: db}))
 	wantCode(t, err, connect.CodeAlreadyExists)
-	if _, err := c.CreateDatabase(ctx, connect.NewRequest(&stromv1.CreateDatabaseRequest{Name: db, IfNotExists: true})); err != nil {
-		t.Fatalf("if_not_exists: %v", err)
+	if resp, err := c.CreateDatabase(ctx, connect.NewRequest(&stromv1.CreateDatabaseRequest{Name: db, IfNotExists: true})); err != nil || !resp.Msg.GetExisted() || resp.Msg.GetDatabase().GetName() != db {
+		t.Fatalf("if_not_exists on an existing database: %v, %v; want existed", resp, err)
 	}
 
 	buckets := int32(4)
@@ -141,8 +141,15 @@ func exerciseAdmin(t *testing.T, c stromv1connect.AdminServiceClient, db string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pk.Msg.GetTable().GetKind() != stromv1.TableKind_TABLE_KIND_PRIMARY_KEY || pk.Msg.GetTable().GetBuckets() != 1 {
-		t.Fatalf("primary-key table = %v", pk.Msg.GetTable())
+	if pk.Msg.GetTable().GetKind() != stromv1.TableKind_TABLE_KIND_PRIMARY_KEY || pk.Msg.GetTable().GetBuckets() != 1 || pk.Msg.GetExisted() {
+		t.Fatalf("primary-key table = %v", pk.Msg)
+	}
+	again, err := c.CreateTable(ctx, connect.NewRequest(&stromv1.CreateTableRequest{
+		Database: db, Name: "customers", IfNotExists: true,
+		Schema: &stromv1.Schema{Columns: []*stromv1.Column{{Name: "other", Type: "STRING"}}},
+	}))
+	if err != nil || !again.Msg.GetExisted() || again.Msg.GetTable().GetId() != pk.Msg.GetTable().GetId() {
+		t.Fatalf("if_not_exists on an existing table: %v, %v; want existed, the existing table", again, err)
 	}
 
 	got, err := c.GetTable(ctx, connect.NewRequest(&stromv1.GetTableRequest{Database: db, Name: "orders"}))

@@ -81,7 +81,10 @@ func (x *CreateDatabaseRequest) GetIfNotExists() bool {
 type CreateDatabaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The database.
-	Database      *Database `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	Database *Database `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
+	// True when if_not_exists was set and the database already existed:
+	// nothing was created, and database is the existing one.
+	Existed       bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -121,6 +124,13 @@ func (x *CreateDatabaseResponse) GetDatabase() *Database {
 		return x.Database
 	}
 	return nil
+}
+
+func (x *CreateDatabaseResponse) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
 }
 
 // ListDatabasesRequest lists all databases.
@@ -514,7 +524,11 @@ func (x *CreateTableRequest) GetIfNotExists() bool {
 type CreateTableResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The table.
-	Table         *Table `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Table *Table `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// True when if_not_exists was set and the table already existed: nothing
+	// was created, and table is the existing one (its schema may differ from
+	// the request's).
+	Existed       bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -554,6 +568,13 @@ func (x *CreateTableResponse) GetTable() *Table {
 		return x.Table
 	}
 	return nil
+}
+
+func (x *CreateTableResponse) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
 }
 
 // GetTableRequest names a table.
@@ -1516,9 +1537,10 @@ const file_strom_v1_admin_proto_rawDesc = "" +
 	"\x14strom/v1/admin.proto\x12\bstrom.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14strom/v1/table.proto\"O\n" +
 	"\x15CreateDatabaseRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
-	"\rif_not_exists\x18\x02 \x01(\bR\vifNotExists\"H\n" +
+	"\rif_not_exists\x18\x02 \x01(\bR\vifNotExists\"b\n" +
 	"\x16CreateDatabaseResponse\x12.\n" +
-	"\bdatabase\x18\x01 \x01(\v2\x12.strom.v1.DatabaseR\bdatabase\"\x16\n" +
+	"\bdatabase\x18\x01 \x01(\v2\x12.strom.v1.DatabaseR\bdatabase\x12\x18\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x16\n" +
 	"\x14ListDatabasesRequest\"I\n" +
 	"\x15ListDatabasesResponse\x120\n" +
 	"\tdatabases\x18\x01 \x03(\v2\x12.strom.v1.DatabaseR\tdatabases\"(\n" +
@@ -1547,9 +1569,10 @@ const file_strom_v1_admin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
 	"\n" +
-	"\b_buckets\"<\n" +
+	"\b_buckets\"V\n" +
 	"\x13CreateTableResponse\x12%\n" +
-	"\x05table\x18\x01 \x01(\v2\x0f.strom.v1.TableR\x05table\"A\n" +
+	"\x05table\x18\x01 \x01(\v2\x0f.strom.v1.TableR\x05table\x12\x18\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\"A\n" +
 	"\x0fGetTableRequest\x12\x1a\n" +
 	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"e\n" +
