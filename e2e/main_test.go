@@ -69,6 +69,24 @@ func startServer(t testing.TB, dir string, args ...string) *process {
 // /readyz (for TLS, one that trusts the server's CA).
 func startServerClient(t testing.TB, dir string, hc *http.Client, args ...string) *process {
 	t.Helper()
+	p, readyc := launchServer(t, dir, hc, args...)
+	select {
+	case m := <-readyc:
+		p.scheme, p.addr = m[0], m[1]
+	case <-p.exited:
+		t.Fatalf("strom server exited before it was ready: %v\n%s", p.err, p.log())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("strom server not ready after 60s:\n%s", p.log())
+	}
+	waitReady(t, p)
+	return p
+}
+
+// launchServer starts `strom server args...` in dir without waiting: the
+// channel receives the scheme and address of its ready line when it prints
+// it. The server is killed when the test ends.
+func launchServer(t testing.TB, dir string, hc *http.Client, args ...string) (*process, <-chan []string) {
+	t.Helper()
 	args = append([]string{"server", "-server.http-listen-address", "127.0.0.1:0", "-server.internal-listen-address", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(stromBin, args...)
 	cmd.Dir = dir
@@ -110,16 +128,7 @@ func startServerClient(t testing.TB, dir string, hc *http.Client, args ...string
 			t.Logf("server stderr:\n%s", p.log())
 		}
 	})
-	select {
-	case m := <-addrc:
-		p.scheme, p.addr = m[0], m[1]
-	case <-p.exited:
-		t.Fatalf("strom server exited before it was ready: %v\n%s", p.err, p.log())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("strom server not ready after 60s:\n%s", p.log())
-	}
-	waitReady(t, p)
-	return p
+	return p, addrc
 }
 
 func (p *process) log() string {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,4 +109,72 @@ func getReadyz(p *process) (int, map[string]string, error) {
 		return 0, nil, fmt.Errorf("%d %s: %w", resp.StatusCode, body, err)
 	}
 	return resp.StatusCode, r.Checks, nil
+}
+
+// listeningAddr matches the log line with the API's address, printed before
+// the server is ready.
+var listeningAddr = regexp.MustCompile(`msg="strom server listening" addr=(\S+)`)
+
+// TestStartBannerWaitsForObjectStore: with its object store down, `strom
+// server` does not print its ready line (while /readyz answers not ready)
+// but says what it waits for, naming the object store; it prints the ready
+// line once the store is back.
+func TestStartBannerWaitsForObjectStore(t *testing.T) {
+	s3srv := testenv.StartS3(t)
+	s3 := s3srv.Endpoint(t)
+	s3srv.Stop(t)
+	dir := t.TempDir()
+	args := append([]string{"-catalog.backend", "postgres", "-catalog.postgres.url", testenv.Postgres(t)}, s3Args(s3)...)
+	p, readyc := launchServer(t, dir, http.DefaultClient, args...)
+
+	waiting := regexp.MustCompile(`Strom is starting: waiting for (.*; )?objstore: \S`)
+	deadline := time.Now().Add(60 * time.Second)
+	for !waiting.MatchString(p.log()) {
+		select {
+		case <-p.exited:
+			t.Fatalf("strom server exited: %v", p.err)
+		case m := <-readyc:
+			t.Fatalf("strom server printed its ready line (%v) with the object store down", m)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no line saying the server waits for the object store within 60s")
+		}
+	}
+	m := listeningAddr.FindStringSubmatch(p.log())
+	if m == nil {
+		t.Fatal("no log line with the server's address")
+	}
+	p.addr = m[1]
+	code, checks, err := getReadyz(p)
+	if err != nil || code != http.StatusServiceUnavailable || checks["objstore"] == "ok" {
+		t.Fatalf("/readyz with the object store down: %d %v %v; want 503 naming objstore", code, checks, err)
+	}
+	select {
+	case m := <-readyc:
+		t.Fatalf("strom server printed its ready line (%v) while /readyz said not ready", m)
+	default:
+	}
+	for _, line := range strings.Split(p.log(), "\n") {
+		if strings.HasPrefix(line, "Strom is starting:") {
+			t.Logf("banner: %s", line)
+			break
+		}
+	}
+
+	s3srv.Start(t)
+	select {
+	case m := <-readyc:
+		if m[1] != p.addr {
+			t.Errorf("ready line names %s, the server listens on %s", m[1], p.addr)
+		}
+	case <-p.exited:
+		t.Fatalf("strom server exited: %v", p.err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no ready line within 60s of the object store coming back")
+	}
+	if code, checks, err := getReadyz(p); err != nil || code != http.StatusOK {
+		t.Errorf("/readyz after the ready line: %d %v %v", code, checks, err)
+	}
+	p.stop(t)
 }

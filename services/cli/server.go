@@ -4,8 +4,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -49,7 +53,8 @@ Run 'strom server -h' for every setting.`,
 				slog.String("catalog", cfg.Catalog.Backend),
 				slog.String("objstore", cfg.ObjStore.Backend),
 				slog.String("data_dir", cfg.DataDir))
-			fmt.Fprintf(os.Stderr, "Strom is ready: curl -s %s://%s/readyz\n", srv.Scheme(), displayAddr(srv.Addr().String()))
+			banner := newStartBanner(os.Stderr, fmt.Sprintf("Strom is ready: curl -s %s://%s/readyz", srv.Scheme(), displayAddr(srv.Addr().String())))
+			srv.WatchReadiness(func(ready bool, checks map[string]string) { banner.report(time.Now(), ready, checks) })
 			err = srv.Serve(ctx)
 			logger.Info("strom server stopped")
 			return err
@@ -73,4 +78,55 @@ func displayAddr(addr string) string {
 		}
 	}
 	return addr
+}
+
+// startBanner prints "Strom is ready: …" once the server passes the checks
+// of /readyz, and while it does not, what it waits for: "Strom is starting:
+// waiting for objstore: <error>", after a grace period (a normal start
+// takes a moment), then whenever the failing checks change and at least
+// every interval.
+type startBanner struct {
+	w         io.Writer
+	readyLine string
+	start     time.Time
+	grace     time.Duration
+	every     time.Duration
+	lastLine  time.Time // when a waiting line was printed; zero: never
+	lastWhat  string    // the failing checks it named
+	done      bool
+}
+
+func newStartBanner(w io.Writer, readyLine string) *startBanner {
+	return &startBanner{w: w, readyLine: readyLine, start: time.Now(), grace: 2 * time.Second, every: 10 * time.Second}
+}
+
+// report takes the outcome of the readiness checks at now.
+func (b *startBanner) report(now time.Time, ready bool, checks map[string]string) {
+	if b.done {
+		return
+	}
+	if ready {
+		fmt.Fprintln(b.w, b.readyLine)
+		b.done = true
+		return
+	}
+	if now.Sub(b.start) < b.grace {
+		return
+	}
+	var names, parts []string
+	for name, state := range checks {
+		if state != "ok" {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		parts = append(parts, name+": "+checks[name])
+	}
+	what := strings.Join(names, ",")
+	if !b.lastLine.IsZero() && what == b.lastWhat && now.Sub(b.lastLine) < b.every {
+		return
+	}
+	fmt.Fprintf(b.w, "Strom is starting: waiting for %s\n", strings.Join(parts, "; "))
+	b.lastLine, b.lastWhat = now, what
 }

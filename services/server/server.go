@@ -75,6 +75,41 @@ type Server struct {
 	started   atomic.Bool     // recovered and joined the cluster
 	auth      *serverAuth     // API tokens and the internal secret (auth.go)
 	draining  atomic.Bool
+	onReady   func(ready bool, checks map[string]string) // WatchReadiness
+}
+
+// readinessInterval is how often Serve runs the readiness checks for
+// WatchReadiness until they pass.
+const readinessInterval = 500 * time.Millisecond
+
+// WatchReadiness makes Serve run the checks of /readyz (see Readiness) at
+// once and then every half second, and pass their outcome to report, until
+// they pass for the first time (report's last call has ready true) or Serve
+// stops. report is called from one goroutine, never after Serve returned.
+// Call it before Serve; `strom server` prints its start banner with it.
+func (s *Server) WatchReadiness(report func(ready bool, checks map[string]string)) {
+	s.onReady = report
+}
+
+// watchReadiness is WatchReadiness's loop.
+func (s *Server) watchReadiness(ctx context.Context) {
+	t := time.NewTicker(readinessInterval)
+	defer t.Stop()
+	for {
+		ready, checks := s.Readiness(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.onReady(ready, checks)
+		if ready {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // services lists the fully-qualified names of the served gRPC services, for
@@ -291,6 +326,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		go func() { defer wg.Done(); fn(bg) }()
 	}
 	goBG(func(ctx context.Context) { s.hub.Follow(ctx, s.store, s.logger) })
+	if s.onReady != nil {
+		goBG(s.watchReadiness)
+	}
 	goBG(s.auth.run)
 	if s.writer != nil {
 		goBG(func(ctx context.Context) { _ = s.keeper.Run(ctx) })
@@ -396,10 +434,24 @@ func (s *Server) close() {
 // readyz answers 200 when the catalog and the object store answer, 503 with
 // the failing dependency otherwise.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	ready, checks := s.Readiness(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
+}
+
+// Readiness runs the checks /readyz answers with: the server has started
+// (recovered its WAL, joined the cluster) and is not draining, the catalog
+// and the object store answer, the WAL's disk has room. checks maps each
+// check ("server" only when it fails, "catalog", "objstore", "wal") to "ok"
+// or what is wrong; ready is true when all are ok.
+func (s *Server) Readiness(ctx context.Context) (ready bool, checks map[string]string) {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	checks := map[string]string{"catalog": "ok", "objstore": "ok"}
-	ready := true
+	checks = map[string]string{"catalog": "ok", "objstore": "ok"}
+	ready = true
 	switch {
 	case s.draining.Load():
 		checks["server"], ready = "draining: shutting down", false
@@ -418,11 +470,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			ready = false
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	if !ready {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
+	return ready, checks
 }
 
 // readinessProbeKey is looked up (and never written) to check that the
