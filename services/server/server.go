@@ -37,6 +37,7 @@ import (
 	"github.com/strom-io/strom/services/readsvc"
 	"github.com/strom-io/strom/services/retention"
 	"github.com/strom-io/strom/services/segment"
+	"github.com/strom-io/strom/services/strict"
 	"github.com/strom-io/strom/services/wal"
 	"github.com/strom-io/strom/services/writer"
 	"github.com/strom-io/strom/services/writesvc"
@@ -211,6 +212,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		// gzip-compressed.
 		connect.WithCompressMinBytes(math.MaxInt),
 	}
+	// Unknown fields and enum values are refused, not ignored (strict).
+	opts = append(opts, strict.HandlerOptions()...)
 
 	mux := http.NewServeMux()
 	mux.Handle(stromv1connect.NewAdminServiceHandler(admin.New(store, logger), opts...))
@@ -256,7 +259,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		internal := http.NewServeMux()
 		internal.Handle(clusterv1connect.NewClusterServiceHandler(
 			forward.NewHandler(store, local, s.cluster, logger.With(slog.String("component", "forward")), int64(cfg.Server.MaxRequestBytes)),
-			connect.WithReadMaxBytes(cfg.Server.MaxRequestBytes), connect.WithCompressMinBytes(math.MaxInt)))
+			append(strict.HandlerOptions(), connect.WithReadMaxBytes(cfg.Server.MaxRequestBytes), connect.WithCompressMinBytes(math.MaxInt))...))
 		s.internal = &http.Server{
 			Handler:           s.auth.internalHandler(internal),
 			Protocols:         protocols,
