@@ -523,3 +523,45 @@ func validText(field, s string) error {
 	}
 	return nil
 }
+
+// ValidatePartition checks that p can name a partition of t: empty for a
+// table without a partition column; otherwise the partition column's value
+// as the write path names partitions: the string itself, an
+// integer in decimal, a date as YYYY-MM-DD. A partition need not exist
+// yet: one is created by its first write.
+func (t Table) ValidatePartition(p string) error {
+	if t.PartitionKey == "" {
+		if p != "" {
+			return invalid("partition", "table %s.%s is not partitioned: leave partition empty", t.Database, t.Name)
+		}
+		return nil
+	}
+	idx, _ := columnIndex(t.Schema.Columns, t.PartitionKey)
+	if idx < 0 {
+		return fmt.Errorf("catalog: table %s.%s: partition column %q not in the schema", t.Database, t.Name, t.PartitionKey)
+	}
+	typ := t.Schema.Columns[idx].Type
+	if p == "" {
+		return invalid("partition", "required: table %s.%s is partitioned by column %q (%s)", t.Database, t.Name, t.PartitionKey, typ)
+	}
+	var ok bool
+	var form string
+	switch typ.Kind {
+	case KindInt, KindBigInt:
+		bits := 64
+		if typ.Kind == KindInt {
+			bits = 32
+		}
+		n, err := strconv.ParseInt(p, 10, bits)
+		ok, form = err == nil && strconv.FormatInt(n, 10) == p, "a decimal integer without sign or leading zeros"
+	case KindDate:
+		d, err := time.Parse(time.DateOnly, p)
+		ok, form = err == nil && d.Format(time.DateOnly) == p, "YYYY-MM-DD"
+	default:
+		ok = true
+	}
+	if !ok {
+		return invalid("partition", "%q is not a value of partition column %q (%s): write it as %s", p, t.PartitionKey, typ, form)
+	}
+	return nil
+}

@@ -284,3 +284,37 @@ func TestValidateAggregateProperties(t *testing.T) {
 		}
 	}
 }
+
+func TestValidatePartition(t *testing.T) {
+	table := func(partKey string, typ catalog.Type) catalog.Table {
+		return catalog.Table{TableSpec: catalog.TableSpec{Database: "db", Name: "t", PartitionKey: partKey,
+			Schema: catalog.Schema{Columns: []catalog.Column{{Name: "id", Type: catalog.BigInt}, {Name: "p", Type: typ}}}}}
+	}
+	unpartitioned := table("", catalog.String)
+	for _, tc := range []struct {
+		t    catalog.Table
+		p    string
+		want string // "" when valid
+	}{
+		{unpartitioned, "", ""},
+		{unpartitioned, "x", "partition: table db.t is not partitioned: leave partition empty"},
+		{table("p", catalog.String), "", `partition: required: table db.t is partitioned by column "p" (STRING)`},
+		{table("p", catalog.String), "any thing", ""},
+		{table("p", catalog.Date), "2025-01-02", ""},
+		{table("p", catalog.Date), "2025-1-2", `partition: "2025-1-2" is not a value of partition column "p" (DATE): write it as YYYY-MM-DD`},
+		{table("p", catalog.Date), "2025-02-30", "write it as YYYY-MM-DD"},
+		{table("p", catalog.BigInt), "-42", ""},
+		{table("p", catalog.BigInt), "042", "write it as a decimal integer"},
+		{table("p", catalog.BigInt), "+42", "write it as a decimal integer"},
+		{table("p", catalog.Int), "4294967296", `partition: "4294967296" is not a value of partition column "p" (INT)`},
+		{table("p", catalog.Int), "abc", "write it as a decimal integer"},
+	} {
+		err := tc.t.ValidatePartition(tc.p)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %q: %v", tc.t.PartitionKey, tc.p, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, catalog.ErrInvalid)):
+			t.Errorf("%s %q: error %v, want ErrInvalid with %q", tc.t.PartitionKey, tc.p, err, tc.want)
+		}
+	}
+}
