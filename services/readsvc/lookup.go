@@ -3,15 +3,19 @@ package readsvc
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
 	"github.com/strom-io/strom/services/kv"
+	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/services/rpcerr"
 )
 
@@ -71,7 +75,7 @@ func (s *Service) Lookup(ctx context.Context, req *connect.Request[stromv1.Looku
 		}
 	}
 	out := &stromv1.LookupResponse{}
-	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, m.GetFormat())
+	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, nil, m.GetFormat())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
 	}
@@ -132,7 +136,7 @@ func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1
 		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
 	}
 	out := &stromv1.PrefixLookupResponse{}
-	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, m.GetFormat())
+	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, nil, m.GetFormat())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
 	}
@@ -154,6 +158,9 @@ func (s *Service) Scan(ctx context.Context, req *connect.Request[stromv1.ScanReq
 	if m.GetLimit() < 0 {
 		return nil, rpcerr.Invalid("limit: must not be negative")
 	}
+	if err := checkColumns(t, batch.ArrowSchema(t.Schema), m.GetColumns()); err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
+	}
 	var rows []kv.Row
 	err = s.eachBucket(ctx, t, func(b catalog.BucketID) (bool, error) {
 		left := 0
@@ -168,7 +175,7 @@ func (s *Service) Scan(ctx context.Context, req *connect.Request[stromv1.ScanReq
 		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
 	}
 	out := &stromv1.ScanResponse{}
-	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, m.GetFormat())
+	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, m.GetColumns(), m.GetFormat())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
 	}
@@ -281,11 +288,18 @@ func (s *Service) keys(t catalog.Table, schema catalog.Schema, in []*structpb.St
 	return keys, buckets, nil
 }
 
-// encodeRows returns rows as JSON objects or one Arrow IPC stream.
-func (s *Service) encodeRows(t catalog.Table, rows []kv.Row, f stromv1.Format) ([]*structpb.Struct, []byte, error) {
+// encodeRows returns rows as JSON objects or one Arrow IPC stream, of
+// the columns named (checked by checkColumns), or of every column when
+// none is.
+func (s *Service) encodeRows(t catalog.Table, rows []kv.Row, columns []string, f stromv1.Format) ([]*structpb.Struct, []byte, error) {
 	rec, err := kv.RowsToRecord(s.mem, t.Schema, rows)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(columns) > 0 {
+		full := rec
+		rec = project(full, columns)
+		full.Release()
 	}
 	defer rec.Release()
 	if f == stromv1.Format_FORMAT_ARROW {
@@ -321,4 +335,34 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// checkColumns checks a projection against full, the schema it selects
+// from: every column named once, and known.
+func checkColumns(t catalog.Table, full *arrow.Schema, columns []string) error {
+	for i, c := range columns {
+		if len(full.FieldIndices(c)) == 0 {
+			known := make([]string, 0, full.NumFields())
+			for _, f := range full.Fields() {
+				known = append(known, f.Name)
+			}
+			return fmt.Errorf("columns: %w %q in table %s.%s; its columns are %s", reader.ErrUnknownColumn, c, t.Database, t.Name, strings.Join(known, ", "))
+		}
+		if slices.Contains(columns[:i], c) {
+			return fmt.Errorf("columns: %w: column %q named twice", reader.ErrInvalidColumns, c)
+		}
+	}
+	return nil
+}
+
+// project returns the columns of rec named by columns, in their order.
+// The result must be released.
+func project(rec arrow.RecordBatch, columns []string) arrow.RecordBatch {
+	fields := make([]arrow.Field, len(columns))
+	cols := make([]arrow.Array, len(columns))
+	for i, c := range columns {
+		idx := rec.Schema().FieldIndices(c)[0]
+		fields[i], cols[i] = rec.Schema().Field(idx), rec.Column(idx)
+	}
+	return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, rec.NumRows())
 }

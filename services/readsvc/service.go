@@ -124,6 +124,9 @@ func (s *Service) fetch(ctx context.Context, m *stromv1.FetchRequest, wait time.
 	if t.PartitionKey == "" && m.GetPartition() != "" {
 		return nil, rpcerr.Invalid(fmt.Sprintf("partition: table %s.%s is not partitioned", t.Database, t.Name))
 	}
+	if err := checkColumns(t, reader.OutputSchema(t), m.GetColumns()); err != nil {
+		return nil, err
+	}
 	maxBytes := m.GetMaxBytes()
 	switch {
 	case maxBytes <= 0:

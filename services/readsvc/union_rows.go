@@ -15,7 +15,6 @@ import (
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
 	"github.com/strom-io/strom/services/kv"
-	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/tiering/lake"
 )
 
@@ -28,19 +27,15 @@ const ColumnBucket = "_bucket"
 // full is the table's columns with the stream's Arrow types, for a
 // primary-key table with or without the changelog's _change_type.
 func unionSchema(t catalog.Table, full *arrow.Schema, columns []string) (*arrow.Schema, error) {
+	if err := checkColumns(t, full, columns); err != nil {
+		return nil, err
+	}
 	var fields []arrow.Field
 	if len(columns) == 0 {
 		fields = slices.Clone(full.Fields())
 	}
-	for i, c := range columns {
-		idx := full.FieldIndices(c)
-		if len(idx) == 0 {
-			return nil, fmt.Errorf("%w %q in table %s.%s", reader.ErrUnknownColumn, c, t.Database, t.Name)
-		}
-		if slices.Contains(columns[:i], c) {
-			return nil, fmt.Errorf("%w: column %q named twice", reader.ErrInvalidColumns, c)
-		}
-		fields = append(fields, full.Field(idx[0]))
+	for _, c := range columns {
+		fields = append(fields, full.Field(full.FieldIndices(c)[0]))
 	}
 	fields = append(fields,
 		arrow.Field{Name: ColumnBucket, Type: arrow.PrimitiveTypes.Int32},

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -50,7 +51,9 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 // error, for unary and server-streaming methods alike.
 func rawCall(base, procedure string, streaming bool, body []byte, hc *http.Client, opts ...connect.ClientOption) error {
 	c := connect.NewClient[rawMessage, rawMessage](hc, base+procedure, opts...)
-	ctx := context.Background()
+	// Bounds a stream that was not refused: it would wait for rows.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	if !streaming {
 		_, err := c.CallUnary(ctx, connect.NewRequest(&rawMessage{data: body}))
 		return err
