@@ -3,6 +3,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/services/rpcerr"
 )
 
 // Service implements AdminService on a catalog.Store. Every change is one
@@ -30,6 +32,9 @@ func New(store catalog.Store, logger *slog.Logger) *Service {
 
 // CreateDatabase implements AdminService.
 func (s *Service) CreateDatabase(ctx context.Context, req *connect.Request[stromv1.CreateDatabaseRequest]) (*connect.Response[stromv1.CreateDatabaseResponse], error) {
+	if err := rpcerr.Required("name", req.Msg.GetName()); err != nil {
+		return nil, err
+	}
 	db, err := s.store.CreateDatabase(ctx, req.Msg.GetName())
 	existed := errors.Is(err, catalog.ErrAlreadyExists) && req.Msg.GetIfNotExists()
 	if existed {
@@ -56,6 +61,9 @@ func (s *Service) ListDatabases(ctx context.Context, _ *connect.Request[stromv1.
 
 // GetDatabase implements AdminService.
 func (s *Service) GetDatabase(ctx context.Context, req *connect.Request[stromv1.GetDatabaseRequest]) (*connect.Response[stromv1.GetDatabaseResponse], error) {
+	if err := rpcerr.Required("name", req.Msg.GetName()); err != nil {
+		return nil, err
+	}
 	db, err := s.store.GetDatabase(ctx, req.Msg.GetName())
 	if err != nil {
 		return nil, s.connectError(ctx, "get database", err)
@@ -65,6 +73,9 @@ func (s *Service) GetDatabase(ctx context.Context, req *connect.Request[stromv1.
 
 // DropDatabase implements AdminService.
 func (s *Service) DropDatabase(ctx context.Context, req *connect.Request[stromv1.DropDatabaseRequest]) (*connect.Response[stromv1.DropDatabaseResponse], error) {
+	if err := rpcerr.Required("name", req.Msg.GetName()); err != nil {
+		return nil, err
+	}
 	err := s.store.DropDatabase(ctx, req.Msg.GetName(), req.Msg.GetCascade())
 	if err != nil && !(errors.Is(err, catalog.ErrNotFound) && req.Msg.GetIfExists()) {
 		return nil, s.connectError(ctx, "drop database", err)
@@ -74,6 +85,9 @@ func (s *Service) DropDatabase(ctx context.Context, req *connect.Request[stromv1
 
 // CreateTable implements AdminService.
 func (s *Service) CreateTable(ctx context.Context, req *connect.Request[stromv1.CreateTableRequest]) (*connect.Response[stromv1.CreateTableResponse], error) {
+	if err := cmp.Or(rpcerr.Required("database", req.Msg.GetDatabase()), rpcerr.Required("name", req.Msg.GetName())); err != nil {
+		return nil, err
+	}
 	spec, err := tableSpecFromProto(req.Msg)
 	if err != nil {
 		return nil, s.connectError(ctx, "create table", err)
@@ -91,6 +105,9 @@ func (s *Service) CreateTable(ctx context.Context, req *connect.Request[stromv1.
 
 // GetTable implements AdminService.
 func (s *Service) GetTable(ctx context.Context, req *connect.Request[stromv1.GetTableRequest]) (*connect.Response[stromv1.GetTableResponse], error) {
+	if err := cmp.Or(rpcerr.Required("database", req.Msg.GetDatabase()), rpcerr.Required("name", req.Msg.GetName())); err != nil {
+		return nil, err
+	}
 	t, err := s.store.GetTable(ctx, req.Msg.GetDatabase(), req.Msg.GetName())
 	if err != nil {
 		return nil, s.connectError(ctx, "get table", err)
@@ -108,6 +125,9 @@ func (s *Service) GetTable(ctx context.Context, req *connect.Request[stromv1.Get
 
 // ListTables implements AdminService.
 func (s *Service) ListTables(ctx context.Context, req *connect.Request[stromv1.ListTablesRequest]) (*connect.Response[stromv1.ListTablesResponse], error) {
+	if err := rpcerr.Required("database", req.Msg.GetDatabase()); err != nil {
+		return nil, err
+	}
 	tables, err := s.store.ListTables(ctx, req.Msg.GetDatabase())
 	if err != nil {
 		return nil, s.connectError(ctx, "list tables", err)
@@ -121,6 +141,9 @@ func (s *Service) ListTables(ctx context.Context, req *connect.Request[stromv1.L
 
 // DropTable implements AdminService.
 func (s *Service) DropTable(ctx context.Context, req *connect.Request[stromv1.DropTableRequest]) (*connect.Response[stromv1.DropTableResponse], error) {
+	if err := cmp.Or(rpcerr.Required("database", req.Msg.GetDatabase()), rpcerr.Required("name", req.Msg.GetName())); err != nil {
+		return nil, err
+	}
 	err := s.store.DropTable(ctx, req.Msg.GetDatabase(), req.Msg.GetName())
 	if err != nil && !(errors.Is(err, catalog.ErrNotFound) && req.Msg.GetIfExists()) {
 		return nil, s.connectError(ctx, "drop table", err)
@@ -130,6 +153,9 @@ func (s *Service) DropTable(ctx context.Context, req *connect.Request[stromv1.Dr
 
 // AlterTable implements AdminService.
 func (s *Service) AlterTable(ctx context.Context, req *connect.Request[stromv1.AlterTableRequest]) (*connect.Response[stromv1.AlterTableResponse], error) {
+	if err := cmp.Or(rpcerr.Required("database", req.Msg.GetDatabase()), rpcerr.Required("name", req.Msg.GetName())); err != nil {
+		return nil, err
+	}
 	if len(req.Msg.GetAddColumns()) == 0 {
 		return nil, s.connectError(ctx, "alter table", &catalog.ValidationError{Field: "add_columns", Reason: "no change requested: name at least one column to add"})
 	}

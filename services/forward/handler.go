@@ -72,6 +72,12 @@ func (h *Handler) mayServe(ctx context.Context, b catalog.BucketID) error {
 // Write implements ClusterService.
 func (h *Handler) Write(ctx context.Context, req *connect.Request[clusterv1.WriteRequest]) (*connect.Response[clusterv1.WriteResponse], error) {
 	m := req.Msg
+	if m.GetTableId() == 0 {
+		return nil, rpcerr.Invalid("table_id: required")
+	}
+	if len(m.GetParts()) == 0 {
+		return nil, rpcerr.Invalid("parts: required")
+	}
 	t, err := h.tables.GetTableByID(ctx, m.GetTableId())
 	if err != nil {
 		return nil, h.error(ctx, "forwarded write", err)
@@ -113,7 +119,10 @@ func (h *Handler) Write(ctx context.Context, req *connect.Request[clusterv1.Writ
 			p.Record.Release()
 		}
 	}()
-	for _, p := range m.GetParts() {
+	for i, p := range m.GetParts() {
+		if err := t.ValidatePartition(p.GetBucket().GetPartition()); err != nil {
+			return nil, rpcerr.Invalid(fmt.Sprintf("parts[%d].bucket.%v", i, err))
+		}
 		rec, err := h.decode(schema, p.GetArrowIpc())
 		if err != nil {
 			return nil, h.error(ctx, "forwarded write", err)
@@ -234,9 +243,15 @@ func (h *Handler) Count(ctx context.Context, req *connect.Request[clusterv1.Coun
 }
 
 func (h *Handler) state(ctx context.Context, tableID int64, b *clusterv1.Bucket) (catalog.Table, *kv.Bucket, error) {
+	if tableID == 0 {
+		return catalog.Table{}, nil, rpcerr.Invalid("table_id: required")
+	}
 	t, err := h.tables.GetTableByID(ctx, tableID)
 	if err != nil {
 		return t, nil, err
+	}
+	if err := t.ValidatePartition(b.GetPartition()); err != nil {
+		return t, nil, rpcerr.Invalid("bucket." + err.Error())
 	}
 	if !t.IsPrimaryKey() {
 		return t, nil, rpcerr.Invalid(fmt.Sprintf("table %s.%s has no primary key", t.Database, t.Name))

@@ -32,6 +32,9 @@ type KV interface {
 // order; keys without a row are left out.
 func (s *Service) Lookup(ctx context.Context, req *connect.Request[stromv1.LookupRequest]) (*connect.Response[stromv1.LookupResponse], error) {
 	m := req.Msg
+	if err := requireTable("", m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
 	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "lookup")
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "lookup", err)
@@ -86,6 +89,9 @@ func (s *Service) Lookup(ctx context.Context, req *connect.Request[stromv1.Looku
 // the prefix (one pebble prefix scan in one bucket).
 func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1.PrefixLookupRequest]) (*connect.Response[stromv1.PrefixLookupResponse], error) {
 	m := req.Msg
+	if err := requireTable("", m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
 	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "prefix lookup")
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
@@ -148,6 +154,9 @@ func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1
 // With union it reads a log table from the lake and the stream (union.go).
 func (s *Service) Scan(ctx context.Context, req *connect.Request[stromv1.ScanRequest]) (*connect.Response[stromv1.ScanResponse], error) {
 	m := req.Msg
+	if err := requireTable("", m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
 	if m.GetUnion() {
 		return s.unionScan(ctx, m)
 	}
@@ -186,6 +195,9 @@ func (s *Service) Scan(ctx context.Context, req *connect.Request[stromv1.ScanReq
 // primary-key table, maintained with every change.
 func (s *Service) Count(ctx context.Context, req *connect.Request[stromv1.CountRequest]) (*connect.Response[stromv1.CountResponse], error) {
 	m := req.Msg
+	if err := requireTable("", m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
 	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "count")
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "count", err)

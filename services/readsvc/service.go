@@ -3,6 +3,7 @@
 package readsvc
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -73,8 +74,14 @@ func New(tables Tables, buckets Buckets, r *reader.Reader, state KV, lk Lake, lo
 // ListOffsets implements ReadService.
 func (s *Service) ListOffsets(ctx context.Context, req *connect.Request[stromv1.ListOffsetsRequest]) (*connect.Response[stromv1.ListOffsetsResponse], error) {
 	m := req.Msg
+	if err := requireTable("", m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
 	t, err := s.tables.GetTable(ctx, m.GetDatabase(), m.GetTable())
 	if err != nil {
+		return nil, rpcerr.Connect(ctx, s.logger, "list offsets", err)
+	}
+	if err := t.ValidatePartition(m.GetPartition()); err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "list offsets", err)
 	}
 	if m.GetSpec() == stromv1.OffsetSpec_OFFSET_SPEC_TIMESTAMP && m.GetTimestamp() == nil {
@@ -117,12 +124,15 @@ func (s *Service) Fetch(ctx context.Context, req *connect.Request[stromv1.FetchR
 }
 
 func (s *Service) fetch(ctx context.Context, m *stromv1.FetchRequest, wait time.Duration) (*stromv1.FetchResponse, error) {
+	if err := requireTable("", m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
 	t, err := s.tables.GetTable(ctx, m.GetDatabase(), m.GetTable())
 	if err != nil {
 		return nil, err
 	}
-	if t.PartitionKey == "" && m.GetPartition() != "" {
-		return nil, rpcerr.Invalid(fmt.Sprintf("partition: table %s.%s is not partitioned", t.Database, t.Name))
+	if err := t.ValidatePartition(m.GetPartition()); err != nil {
+		return nil, err
 	}
 	if err := checkColumns(t, reader.OutputSchema(t), m.GetColumns()); err != nil {
 		return nil, err
@@ -168,6 +178,12 @@ func (s *Service) fetch(ctx context.Context, m *stromv1.FetchRequest, wait time.
 		}
 	}
 	return out, nil
+}
+
+// requireTable refuses a request that does not name its database and
+// table; prefix is the path to the fields ("fetch.").
+func requireTable(prefix, database, table string) error {
+	return cmp.Or(rpcerr.Required(prefix+"database", database), rpcerr.Required(prefix+"table", table))
 }
 
 // encodeArrow returns the batches with _offset and _timestamp appended, as

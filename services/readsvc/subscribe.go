@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 
@@ -36,6 +35,9 @@ func (s *Service) Subscribe(ctx context.Context, req *connect.Request[stromv1.Su
 	f := req.Msg.GetFetch()
 	if f == nil {
 		return rpcerr.Invalid("fetch: required")
+	}
+	if err := requireTable("fetch.", f.GetDatabase(), f.GetTable()); err != nil {
+		return err
 	}
 	full := req.Msg.GetFull()
 	if full {
@@ -111,8 +113,8 @@ func (s *Service) subscribeLake(ctx context.Context, f *stromv1.FetchRequest, st
 	if !settings.Enabled {
 		return false, nil
 	}
-	if t.PartitionKey == "" && f.GetPartition() != "" {
-		return false, rpcerr.Invalid(fmt.Sprintf("partition: table %s.%s is not partitioned", t.Database, t.Name))
+	if err := t.ValidatePartition(f.GetPartition()); err != nil {
+		return false, err
 	}
 	schema, err := unionSchema(t, reader.OutputSchema(t), f.GetColumns())
 	if err != nil {

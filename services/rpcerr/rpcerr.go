@@ -140,3 +140,12 @@ func HasReason(err error, reason string) bool {
 func Invalid(msg string) error {
 	return connect.NewError(connect.CodeInvalidArgument, errors.New(msg))
 }
+
+// Required is an invalid_argument error "field: required" when value is
+// empty, and nil otherwise. cmp.Or picks the first of several.
+func Required(field, value string) error {
+	if value != "" {
+		return nil
+	}
+	return connect.NewError(connect.CodeInvalidArgument, errors.New(field+": required"))
+}

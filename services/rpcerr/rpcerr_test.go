@@ -1,6 +1,7 @@
 package rpcerr_test
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,5 +56,15 @@ func TestStaleSequenceReason(t *testing.T) {
 		if rpcerr.HasReason(other, rpcerr.ReasonStaleSequence) {
 			t.Errorf("%v has the reason %s", other, rpcerr.ReasonStaleSequence)
 		}
+	}
+}
+
+func TestRequired(t *testing.T) {
+	if err := rpcerr.Required("database", "db"); err != nil {
+		t.Fatalf("a value: %v", err)
+	}
+	err := cmp.Or(rpcerr.Required("database", "db"), rpcerr.Required("table", ""), rpcerr.Required("name", ""))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || err.Error() != "invalid_argument: table: required" {
+		t.Fatalf("first empty field: %v", err)
 	}
 }

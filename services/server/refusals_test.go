@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -39,6 +40,16 @@ func refusalsServer(t *testing.T) string {
 		}
 	}
 	return base
+}
+
+// internalURL is the address of the server's internal port.
+func internalURL(t *testing.T, base string) string {
+	t.Helper()
+	status, err := stromv1connect.NewAdminServiceClient(http.DefaultClient, base).GetClusterStatus(context.Background(), connect.NewRequest(&stromv1.GetClusterStatusRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + status.Msg.GetMembers()[0].GetInternalAddress()
 }
 
 // callRPC sends the JSON body to an RPC (Service.Method, of strom.v1 or, at
@@ -177,6 +188,109 @@ func TestColumnsProject(t *testing.T) {
 		err := callRPC(t, base, tc.rpc, tc.body)
 		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s %s: %v, want invalid_argument with %q", tc.rpc, tc.body, err, tc.want)
+		}
+	}
+}
+
+// TestRequiredFields: every RPC refuses a request without a field it
+// needs as invalid_argument naming the field (not as not_found of an
+// empty name); RPCs without required fields accept {}.
+func TestRequiredFields(t *testing.T) {
+	base := refusalsServer(t)
+	internal := internalURL(t, base)
+	type step struct{ body, want string }
+	table := func(name string) []step {
+		return []step{{`{}`, "database: required"}, {`{"database":"r"}`, name + ": required"}}
+	}
+	want := map[string][]step{
+		"AdminService.CreateDatabase":   {{`{}`, "name: required"}},
+		"AdminService.ListDatabases":    nil,
+		"AdminService.GetDatabase":      {{`{}`, "name: required"}},
+		"AdminService.DropDatabase":     {{`{}`, "name: required"}},
+		"AdminService.CreateTable":      table("name"),
+		"AdminService.GetTable":         table("name"),
+		"AdminService.ListTables":       {{`{}`, "database: required"}},
+		"AdminService.DropTable":        table("name"),
+		"AdminService.AlterTable":       table("name"),
+		"AdminService.GetClusterStatus": nil,
+		"AdminService.GetLakeStatus":    {{`{"table":"lg"}`, "table: name the database too"}},
+		"ReadService.ListOffsets":       table("table"),
+		"ReadService.Fetch":             table("table"),
+		"ReadService.Subscribe": {{`{}`, "fetch: required"}, {`{"fetch":{}}`, "fetch.database: required"},
+			{`{"fetch":{"database":"r"}}`, "fetch.table: required"}},
+		"ReadService.Lookup":       append(table("table"), step{`{"database":"r","table":"kv","keys":[]}`, "keys: name at least one key"}),
+		"ReadService.PrefixLookup": table("table"),
+		"ReadService.Scan":         table("table"),
+		"ReadService.Count":        table("table"),
+		"WriteService.Append":      append(table("table"), step{`{"database":"r","table":"lg","rows":[]}`, "no rows: send rows (JSON objects) or arrow_ipc"}),
+		"WriteService.Upsert":      append(table("table"), step{`{"database":"r","table":"kv","rows":[]}`, "no rows: send rows (JSON objects) or arrow_ipc"}),
+		"WriteService.Delete": append(table("table"),
+			step{`{"database":"r","table":"kv","keys":[]}`, "keys: required: name at least one key"},
+			step{`{"database":"r","table":"kv"}`, "keys: required: name at least one key"}),
+		"ClusterService.Write":        {{`{}`, "table_id: required"}, {`{"table_id":"1"}`, "parts: required"}},
+		"ClusterService.Lookup":       {{`{}`, "table_id: required"}},
+		"ClusterService.PrefixLookup": {{`{}`, "table_id: required"}},
+		"ClusterService.Scan":         {{`{}`, "table_id: required"}},
+		"ClusterService.Count":        {{`{}`, "table_id: required"}},
+	}
+	var rpcs []string
+	for _, svc := range apiServices(t) {
+		for i := range svc.Methods().Len() {
+			rpcs = append(rpcs, string(svc.Name())+"."+string(svc.Methods().Get(i).Name()))
+		}
+	}
+	slices.Sort(rpcs)
+	if listed := slices.Sorted(maps.Keys(want)); !slices.Equal(rpcs, listed) {
+		t.Fatalf("RPCs %v, the test lists %v: say what each requires", rpcs, listed)
+	}
+	for _, rpc := range rpcs {
+		addr := base
+		if strings.HasPrefix(rpc, "ClusterService.") {
+			addr = internal
+		}
+		if want[rpc] == nil {
+			if err := callRPC(t, addr, rpc, `{}`); err != nil {
+				t.Errorf("%s {}: %v", rpc, err)
+			}
+		}
+		for _, s := range want[rpc] {
+			err := callRPC(t, addr, rpc, s.body)
+			if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), s.want) {
+				t.Errorf("%s %s: %v, want invalid_argument with %q", rpc, s.body, err, s.want)
+			}
+		}
+	}
+	// Nothing was deleted.
+	if code, msg := postJSON(t, base+"/strom.v1.ReadService/Count", `{"database":"r","table":"kv"}`); code != "" || !strings.Contains(msg, `"count":"2"`) {
+		t.Fatalf("count after refused deletes: %s %s", code, msg)
+	}
+}
+
+// TestPartitionRefusals: a partition on an unpartitioned table, none on a
+// partitioned one, or one that cannot be a value of the partition column
+// is invalid_argument, for every RPC that takes a partition.
+func TestPartitionRefusals(t *testing.T) {
+	base := refusalsServer(t)
+	for _, tc := range []struct{ rpc, body, want string }{
+		{"ReadService.ListOffsets", `{"database":"r","table":"lg","partition":"x"}`, "partition: table r.lg is not partitioned"},
+		{"ReadService.Fetch", `{"database":"r","table":"lg","partition":"x"}`, "partition: table r.lg is not partitioned"},
+		{"ReadService.Subscribe", `{"fetch":{"database":"r","table":"lg","partition":"x"}}`, "partition: table r.lg is not partitioned"},
+		{"ReadService.ListOffsets", `{"database":"r","table":"pt"}`, `partition: required: table r.pt is partitioned by column "day" (DATE)`},
+		{"ReadService.Fetch", `{"database":"r","table":"pt"}`, "partition: required"},
+		{"ReadService.Subscribe", `{"fetch":{"database":"r","table":"pt"}}`, "partition: required"},
+		{"ReadService.ListOffsets", `{"database":"r","table":"pt","partition":"2025-1-2"}`, "write it as YYYY-MM-DD"},
+		{"ReadService.Fetch", `{"database":"r","table":"pt","partition":"tomorrow"}`, "write it as YYYY-MM-DD"},
+	} {
+		err := callRPC(t, base, tc.rpc, tc.body)
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %s: %v, want invalid_argument with %q", tc.rpc, tc.body, err, tc.want)
+		}
+	}
+	// A partition that exists, and one that has no rows yet.
+	for part, want := range map[string]string{"2025-01-02": `"offset":"1"`, "2025-01-03": `"partition":"2025-01-03"`} {
+		code, msg := postJSON(t, base+"/strom.v1.ReadService/ListOffsets", fmt.Sprintf(`{"database":"r","table":"pt","partition":%q}`, part))
+		if code != "" || !strings.Contains(msg, want) {
+			t.Errorf("ListOffsets of partition %s: %s %s, want %s", part, code, msg, want)
 		}
 	}
 }

@@ -4,6 +4,7 @@
 package writesvc
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,9 @@ func New(tables Tables, w Writes, logger *slog.Logger, maxBytes int64) *Service 
 // Append implements WriteService.
 func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.AppendRequest]) (*connect.Response[stromv1.AppendResponse], error) {
 	m := req.Msg
+	if err := requireTable(m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
 	t, err := s.tables.GetTable(ctx, m.GetDatabase(), m.GetTable())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "append", err)
@@ -92,6 +96,12 @@ func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.Appen
 		return nil, rpcerr.Connect(ctx, s.logger, "append", err)
 	}
 	return connect.NewResponse(&stromv1.AppendResponse{Offsets: offsetsToProto(results)}), nil
+}
+
+// requireTable refuses a request that does not name its database and
+// table.
+func requireTable(database, table string) error {
+	return cmp.Or(rpcerr.Required("database", database), rpcerr.Required("table", table))
 }
 
 func durability(d stromv1.Durability) writer.Durability {

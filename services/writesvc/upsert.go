@@ -20,6 +20,9 @@ import (
 // by its merge engine; with target_columns only those columns change.
 func (s *Service) Upsert(ctx context.Context, req *connect.Request[stromv1.UpsertRequest]) (*connect.Response[stromv1.UpsertResponse], error) {
 	m := req.Msg
+	if err := requireTable(m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
 	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "upsert")
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "upsert", err)
@@ -42,6 +45,12 @@ func (s *Service) Upsert(ctx context.Context, req *connect.Request[stromv1.Upser
 // key.
 func (s *Service) Delete(ctx context.Context, req *connect.Request[stromv1.DeleteRequest]) (*connect.Response[stromv1.DeleteResponse], error) {
 	m := req.Msg
+	if err := requireTable(m.GetDatabase(), m.GetTable()); err != nil {
+		return nil, err
+	}
+	if len(m.GetKeys()) == 0 {
+		return nil, rpcerr.Invalid("keys: required: name at least one key, as a JSON object of the primary-key columns")
+	}
 	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "delete")
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "delete", err)
