@@ -38,6 +38,9 @@ func FuzzConnectJSON(f *testing.F) {
 		`{"database": "f", "table": "l", "arrow_ipc": "QVJST1cx"}`,
 		`{"database": "f", "table": "k", "rows": [{"id": 9223372036854775808}]}`,
 		`{"database": "f", "table": "l", "limit": -1}`,
+		`{"database": "f", "table": "k", "rows": [{"id": 1, "s": "a"}], "target_column": ["s"]}`,
+		`{"database": "f", "table": "k", "columns": ["s", "nope"], "format": "FORMAT_ARROWS"}`,
+		`{"database": "f", "table": "k", "columns": ["s"], "format": 99, "union": true}`,
 	} {
 		for i := range fuzzProcedures {
 			f.Add(uint8(i), []byte(seed))
