@@ -75,7 +75,7 @@ func (w *walker) jsonMessage(md protoreflect.MessageDescriptor, v any) *Error {
 		case fd.IsMap():
 			if m, ok := val.(map[string]any); ok {
 				for _, k := range sortedKeys(m) {
-					w.path[len(w.path)-1].key, w.path[len(w.path)-1].hasKy = k, true
+					w.path[len(w.path)-1].key, w.path[len(w.path)-1].hasKey = k, true
 					if e = w.jsonValue(md, fd, fd.MapValue(), m[k]); e != nil {
 						break
 					}

@@ -89,10 +89,10 @@ type walker struct {
 // step is one step of a path: a field name, then optionally a list index
 // or a map key.
 type step struct {
-	name  string
-	index int    // -1: none
-	key   string // with hasKey
-	hasKy bool
+	name   string
+	index  int    // -1: none
+	key    string // with hasKey
+	hasKey bool
 }
 
 func (w *walker) message(m protoreflect.Message) error {
@@ -114,7 +114,7 @@ func (w *walker) message(m protoreflect.Message) error {
 			}
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				w.path[len(w.path)-1].key, w.path[len(w.path)-1].hasKy = k.String(), true
+				w.path[len(w.path)-1].key, w.path[len(w.path)-1].hasKey = k.String(), true
 				err = w.value(md, fd, fd.MapValue(), mv)
 				return err == nil
 			})
@@ -156,7 +156,7 @@ func (w *walker) format(last string) string {
 		}
 		b.WriteString(s.name)
 		switch {
-		case s.hasKy:
+		case s.hasKey:
 			fmt.Fprintf(&b, "[%q]", s.key)
 		case s.index >= 0:
 			fmt.Fprintf(&b, "[%d]", s.index)
