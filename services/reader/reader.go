@@ -63,7 +63,7 @@ type FetchRequest struct {
 	Table    catalog.Table
 	Bucket   catalog.BucketID
 	Offset   int64
-	MaxBytes int64         // stop after about this many stored bytes (at least one batch)
+	MaxBytes int64         // stop once the batches' bytes (segment.ReadBatch.Bytes) reach this (at least one batch)
 	MaxWait  time.Duration // long-poll: wait this long for a commit when none is after Offset
 	Columns  []string      // projection; nil for all columns
 }
@@ -263,6 +263,7 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 		start(i)
 	}
 	res := FetchResult{NextOffset: req.Offset, HighWatermark: hw}
+	var used int64 // what the returned batches count against MaxBytes
 	for i, rg := range ranges {
 		if rg.BaseOffset > res.NextOffset {
 			if i == 0 {
@@ -304,8 +305,9 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			}
 			res.Batches = append(res.Batches, b)
 			res.NextOffset = end
+			used += b.Bytes
 		}
-		if req.MaxBytes > 0 && res.Stats.ChunkBytes >= req.MaxBytes {
+		if req.MaxBytes > 0 && used >= req.MaxBytes {
 			break
 		}
 	}

@@ -54,9 +54,9 @@ type ReadOptions struct {
 	// returned batch may start before FromOffset: the caller slices it.
 	FromOffset int64
 
-	// MaxBytes, when positive, stops after the first batch whose projected
-	// chunk bytes (encoded, as stored) bring the total to MaxBytes or more.
-	// At least one batch is returned if any remains after FromOffset.
+	// MaxBytes, when positive, stops after the first batch whose bytes
+	// (see ReadBatch.Bytes) bring the total to MaxBytes or more. At least
+	// one batch is returned if any remains after FromOffset.
 	MaxBytes int64
 
 	// TailSize is the length of the first GET, from the end of the section
@@ -86,7 +86,18 @@ type ReadBatch struct {
 	SchemaVersion int32
 	// Record holds the projected columns. The caller must Release it.
 	Record arrow.RecordBatch
+	// Bytes is what the batch counts against ReadOptions.MaxBytes: its
+	// projected chunks' bytes as stored (encoded), plus, for each projected
+	// column the batch lacks (added to the schema after it was written;
+	// it reads as nulls), the bytes of a validity bitmap of its rows. It
+	// is positive for any batch with rows, so a small MaxBytes always ends
+	// a read.
+	Bytes int64
 }
+
+// missingColumnBytes is what a projected column a batch of rows lacks
+// counts against ReadOptions.MaxBytes: the bytes of its validity bitmap.
+func missingColumnBytes(rows int64) int64 { return max(1, (rows+7)/8) }
 
 // ReadStats reports the I/O of one [ReadSection].
 type ReadStats struct {
@@ -159,6 +170,7 @@ func ReadSection(ctx context.Context, r RangeReader, key string, off, length int
 		meta  *BatchMeta
 		names []string
 		wants []*want // per output column; nil for a missing column
+		bytes int64   // see ReadBatch.Bytes
 	}
 	var batches []outBatch
 	var total int64
@@ -181,14 +193,19 @@ func ReadSection(ctx context.Context, r RangeReader, key string, off, length int
 				if opts.Schema == nil {
 					return nil, st, fmt.Errorf("%w %q: batch at offset %d does not store it", ErrUnknownColumn, name, b.BaseOffset)
 				}
+				ob.bytes += missingColumnBytes(b.RowCount)
 				continue
 			}
-			w := &want{batch: len(batches), col: j, meta: c}
-			ob.wants[j] = w
-			wants = append(wants, w)
-			total += c.Length
+			ob.wants[j] = &want{batch: len(batches), col: j, meta: c}
+			ob.bytes += c.Length
+		}
+		for _, w := range ob.wants {
+			if w != nil {
+				wants = append(wants, w)
+			}
 		}
 		batches = append(batches, ob)
+		total += ob.bytes
 		if opts.MaxBytes > 0 && total >= opts.MaxBytes {
 			break
 		}
@@ -328,7 +345,7 @@ func ReadSection(ctx context.Context, r RangeReader, key string, off, length int
 		}
 		rec := array.NewRecordBatch(schema, cols, b.RowCount)
 		releaseCols() // rec holds its own references
-		out = append(out, ReadBatch{BaseOffset: b.BaseOffset, Timestamp: b.Timestamp, SchemaVersion: b.SchemaVersion, Record: rec})
+		out = append(out, ReadBatch{BaseOffset: b.BaseOffset, Timestamp: b.Timestamp, SchemaVersion: b.SchemaVersion, Record: rec, Bytes: ob.bytes})
 	}
 	return out, st, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -374,6 +375,71 @@ func TestSchemaEvolution(t *testing.T) {
 		releaseBatches(got)
 		if n := rmem.CurrentAlloc(); n != 0 {
 			t.Errorf("%s: %d bytes still allocated", tc.name, n)
+		}
+	}
+}
+
+// MaxBytes ends a read also when the projection names only a column the
+// batches lack (added to the schema after they were written): each such
+// column counts as its validity bitmap, never as nothing.
+func TestMaxBytesCountsMissingColumns(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	v1 := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}}, nil)
+	v2 := arrow.NewSchema(append(v1.Fields(), arrow.Field{Name: "note", Type: arrow.BinaryTypes.String, Nullable: true}), nil)
+	// Batches [0,2) [2,3) [3,20) of v1, then [20,21) [21,23) of v2.
+	sec := segment.Section{TableID: 1, Codec: segment.CodecNone}
+	base := int64(0)
+	for i, rows := range []int{2, 1, 17} {
+		sec.Batches = append(sec.Batches, segment.Batch{BaseOffset: base, Timestamp: t0, SchemaVersion: 1, Record: makeRecord(t, mem, v1, rows, i)})
+		base += int64(rows)
+	}
+	for i, rows := range []int{1, 2} {
+		sec.Batches = append(sec.Batches, segment.Batch{BaseOffset: base, Timestamp: t0, SchemaVersion: 2, Record: makeRecord(t, mem, v2, rows, 10+i)})
+		base += int64(rows)
+	}
+	secs := []segment.Section{sec}
+	defer func() { releaseSections(secs); mem.AssertSize(t, 0) }()
+	obj, infos := encode(t, secs)
+	r := &memReader{data: obj}
+	in := infos[0]
+	idx, err := segment.DecodeSectionIndex(obj[in.ByteOffset : in.ByteOffset+in.ByteLength])
+	if err != nil {
+		t.Fatal(err)
+	}
+	noteBytes := func(i int) int64 {
+		c, ok := idx.Batches[i].Column("note")
+		if !ok {
+			t.Fatalf("batch %d lacks note", i)
+		}
+		return c.Length
+	}
+	// What each batch counts projected to note: a bitmap byte per 8 rows
+	// for the v1 batches, the stored chunk for the v2 ones.
+	want := []int64{1, 1, 3, noteBytes(3), noteBytes(4)}
+	for _, maxBytes := range []int64{1, 0} {
+		var got [][2]int64 // base offset and Bytes of each batch read
+		for from, n := int64(0), 0; from < base; n++ {
+			if n == len(want) {
+				t.Fatalf("MaxBytes %d: more reads than batches: %v", maxBytes, got)
+			}
+			bs, _, err := segment.ReadSection(ctx, r, "k", in.ByteOffset, in.ByteLength, segment.ReadOptions{
+				Schema: v2, Columns: []string{"note"}, FromOffset: from, MaxBytes: maxBytes,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if maxBytes > 0 && len(bs) != 1 {
+				t.Errorf("MaxBytes %d from %d: %d batches, want 1", maxBytes, from, len(bs))
+			}
+			for _, b := range bs {
+				got = append(got, [2]int64{b.BaseOffset, b.Bytes})
+				from = b.BaseOffset + b.Record.NumRows()
+			}
+			releaseBatches(bs)
+		}
+		wantPairs := [][2]int64{{0, want[0]}, {2, want[1]}, {3, want[2]}, {20, want[3]}, {21, want[4]}}
+		if fmt.Sprint(got) != fmt.Sprint(wantPairs) {
+			t.Errorf("MaxBytes %d: batches (base, bytes) %v, want %v", maxBytes, got, wantPairs)
 		}
 	}
 }
