@@ -63,7 +63,7 @@ type FetchRequest struct {
 	Table    catalog.Table
 	Bucket   catalog.BucketID
 	Offset   int64
-	MaxBytes int64         // stop once the batches' bytes (segment.ReadBatch.Bytes) reach this (at least one batch)
+	MaxBytes int64         // bound on the batches' bytes (segment.ReadBatch.Bytes); the first batch comes however large
 	MaxWait  time.Duration // long-poll: wait this long for a commit when none is after Offset
 	Columns  []string      // projection; nil for all columns
 }
@@ -290,9 +290,16 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			res.Release()
 			return FetchResult{}, fmt.Errorf("reader: segment %s: %w", rg.ObjectKey, sr.err)
 		}
+		full := false
 		for _, b := range sr.batches {
 			end := b.BaseOffset + b.Record.NumRows()
-			if end <= res.NextOffset {
+			if full || end <= res.NextOffset {
+				b.Record.Release()
+				continue
+			}
+			if req.MaxBytes > 0 && len(res.Batches) > 0 && used+b.Bytes > req.MaxBytes {
+				// Each section was read with the whole budget.
+				full = true
 				b.Record.Release()
 				continue
 			}
@@ -306,8 +313,9 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			res.Batches = append(res.Batches, b)
 			res.NextOffset = end
 			used += b.Bytes
+			full = req.MaxBytes > 0 && used >= req.MaxBytes
 		}
-		if req.MaxBytes > 0 && used >= req.MaxBytes {
+		if full {
 			break
 		}
 	}

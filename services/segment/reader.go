@@ -54,9 +54,11 @@ type ReadOptions struct {
 	// returned batch may start before FromOffset: the caller slices it.
 	FromOffset int64
 
-	// MaxBytes, when positive, stops after the first batch whose bytes
-	// (see ReadBatch.Bytes) bring the total to MaxBytes or more. At least
-	// one batch is returned if any remains after FromOffset.
+	// MaxBytes, when positive, bounds the bytes of the returned batches
+	// (see ReadBatch.Bytes): the batch that would bring their total over
+	// MaxBytes is not returned, nor any after it. The first batch after
+	// FromOffset is returned however large, so that a reader makes
+	// progress.
 	MaxBytes int64
 
 	// TailSize is the length of the first GET, from the end of the section
@@ -198,6 +200,9 @@ func ReadSection(ctx context.Context, r RangeReader, key string, off, length int
 			}
 			ob.wants[j] = &want{batch: len(batches), col: j, meta: c}
 			ob.bytes += c.Length
+		}
+		if opts.MaxBytes > 0 && len(batches) > 0 && total+ob.bytes > opts.MaxBytes {
+			break
 		}
 		for _, w := range ob.wants {
 			if w != nil {

@@ -291,6 +291,10 @@ func TestFromOffsetAndMaxBytes(t *testing.T) {
 	if got := bases(segment.ReadOptions{MaxBytes: two}); !equalInts(got, []int64{10, 20}) {
 		t.Errorf("MaxBytes %d: %v", two, got)
 	}
+	// One byte less is an upper bound the second batch would break.
+	if got := bases(segment.ReadOptions{MaxBytes: two - 1}); !equalInts(got, []int64{10}) {
+		t.Errorf("MaxBytes %d: %v, want [10]", two-1, got)
+	}
 }
 
 func equalInts(a, b []int64) bool {
