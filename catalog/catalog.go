@@ -87,10 +87,12 @@ type Store interface {
 	// Expiry is judged by the store's clock, not the caller's.
 	AcquireLease(ctx context.Context, b BucketID, holder string, ttl time.Duration) (Lease, error)
 	// RenewLease extends a lease by ttl from now. ErrFenced if the bucket's
-	// epoch or holder changed, even if the lease had expired meanwhile.
+	// epoch or holder changed, even if the lease had expired meanwhile;
+	// ErrNotFound once the bucket's table was dropped.
 	RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	// ReleaseLease gives the bucket up so another holder can take it at once.
-	// ErrFenced if l is no longer current.
+	// ErrFenced if l is no longer current; ErrNotFound once the bucket's
+	// table was dropped.
 	ReleaseLease(ctx context.Context, l Lease) error
 
 	// CommitSegment registers one segment object and all its per-bucket

@@ -63,6 +63,15 @@ func testLeases(t *testing.T, s catalog.Store) {
 	wantErr(t, err, catalog.ErrInvalid, "AcquireLease with zero ttl")
 	_, err = s.AcquireLease(ctx, catalog.BucketID{TableID: tbl.ID + 1000}, "c", time.Minute)
 	wantErr(t, err, catalog.ErrNotFound, "AcquireLease on missing table")
+
+	// Once the table is dropped its leases are gone, not fenced: the
+	// holder stops renewing them.
+	noErr(t, s.DropTable(ctx, "db", "t"), "DropTable")
+	_, err = s.RenewLease(ctx, l2, time.Minute)
+	wantErr(t, err, catalog.ErrNotFound, "RenewLease after DropTable")
+	wantErr(t, s.ReleaseLease(ctx, l0), catalog.ErrNotFound, "ReleaseLease after DropTable")
+	_, err = s.AcquireLease(ctx, b, "b", time.Minute)
+	wantErr(t, err, catalog.ErrNotFound, "AcquireLease after DropTable")
 }
 
 func testLeaseExpiry(t *testing.T, s catalog.Store) {
