@@ -1,7 +1,7 @@
 // Package lease keeps this frontend's bucket leaderships alive: it acquires
 // a bucket's lease from the catalog, renews it in the background, and
-// reports the moment the catalog says the epoch is gone, so that the writer
-// fences itself at once.
+// reports the moment the catalog says the epoch is gone — or the bucket
+// itself, its table dropped — so that the writer fences itself at once.
 package lease
 
 import (
@@ -33,7 +33,15 @@ type Config struct {
 	// OnChange, if set, is told of every leadership change, e.g. to feed
 	// metrics. It must not block.
 	OnChange func(Change)
+	// OnRenew, if set, is told the outcome of every renewal attempt: nil
+	// when the lease was renewed, else the catalog's error. It must not
+	// block.
+	OnRenew func(b catalog.BucketID, err error)
 }
+
+// ErrReleased: the leadership was given up by Release (a handoff, or the
+// keeper's shutdown).
+var ErrReleased = errors.New("lease: released")
 
 // Change is a kind of leadership change.
 type Change string
@@ -43,15 +51,23 @@ const (
 	ChangeAcquired Change = "acquired"
 	ChangeReleased Change = "released"
 	ChangeFenced   Change = "fenced"
+	// ChangeDropped: the bucket no longer exists (its table or database
+	// was dropped).
+	ChangeDropped Change = "dropped"
 )
 
+// Changes lists every Change, e.g. to pre-initialise metric labels.
+var Changes = []Change{ChangeAcquired, ChangeReleased, ChangeFenced, ChangeDropped}
+
 // Leadership is one held bucket lease. Fenced is closed when the keeper
-// learns that the epoch is no longer current (or the lease could not be
-// renewed before it expired); the holder must stop acting as leader at once.
+// learns that the epoch is no longer current or that the bucket no longer
+// exists, and when the lease is released; the holder must stop acting as
+// leader at once. Err says which.
 type Leadership struct {
 	Lease  catalog.Lease
 	fenced chan struct{}
 	once   sync.Once
+	err    error // why it ended; set once, before fenced is closed
 	// deadline is when the lease ends by this process's monotonic clock,
 	// counted from when the acquire or renew request was sent (so it ends
 	// no later than the catalog's expiry), in Unix nanoseconds.
@@ -79,7 +95,24 @@ func (l *Leadership) IsFenced() bool {
 	}
 }
 
-func (l *Leadership) fence() { l.once.Do(func() { close(l.fenced) }) }
+// Err says why the leadership ended, once Fenced is closed (nil before):
+// an error wrapping catalog.ErrNotFound when the bucket no longer exists
+// (its table or database was dropped), catalog.ErrFenced when another
+// holder took the bucket (or the catalog refused a commit), ErrReleased
+// after Release, or the cause the caller passed to Keeper.Fence.
+func (l *Leadership) Err() error {
+	if !l.IsFenced() {
+		return nil
+	}
+	return l.err
+}
+
+func (l *Leadership) fence(cause error) {
+	l.once.Do(func() {
+		l.err = cause
+		close(l.fenced)
+	})
+}
 
 // Keeper acquires and renews leases for one holder.
 type Keeper struct {
@@ -157,20 +190,26 @@ func (k *Keeper) renewAll(ctx context.Context) {
 		}
 		sent := time.Now()
 		lease, err := k.store.RenewLease(ctx, l.Lease, k.cfg.TTL)
+		if ctx.Err() != nil {
+			return
+		}
+		if k.cfg.OnRenew != nil {
+			k.cfg.OnRenew(l.Lease.Bucket, err)
+		}
 		switch {
 		case err == nil:
 			k.mu.Lock()
 			l.Lease.Expiry = lease.Expiry
 			k.mu.Unlock()
 			l.deadline.Store(sent.Add(k.cfg.TTL).UnixNano())
+		case errors.Is(err, catalog.ErrNotFound):
+			// The table was dropped: nothing left to lead, now or later.
+			k.logger.Info("bucket leadership ended: the bucket no longer exists (its table was dropped)",
+				slog.String("bucket", l.Lease.Bucket.String()), slog.Int64("epoch", l.Lease.Epoch))
+			k.Fence(l, fmt.Errorf("lease: bucket %s: %w", l.Lease.Bucket, err))
 		case errors.Is(err, catalog.ErrFenced):
 			k.logger.Warn("bucket leadership lost: fenced", slog.String("bucket", l.Lease.Bucket.String()), slog.Int64("epoch", l.Lease.Epoch))
-			if k.cfg.OnChange != nil {
-				k.cfg.OnChange(ChangeFenced)
-			}
-			k.drop(l)
-		case ctx.Err() != nil:
-			return
+			k.Fence(l, fmt.Errorf("lease: bucket %s: %w", l.Lease.Bucket, err))
 		default:
 			// Expiry alone does not fence (only a new epoch does), so the
 			// leader keeps trying; commits check the epoch anyway.
@@ -180,17 +219,24 @@ func (k *Keeper) renewAll(ctx context.Context) {
 }
 
 // Fence ends a leadership the caller learned is stale (a commit failed with
-// catalog.ErrFenced).
-func (k *Keeper) Fence(l *Leadership) {
+// catalog.ErrFenced, or catalog.ErrNotFound because the table was dropped)
+// or can no longer serve; cause becomes its Err unless it had ended
+// already.
+func (k *Keeper) Fence(l *Leadership, cause error) {
 	if !l.IsFenced() && k.cfg.OnChange != nil {
-		k.cfg.OnChange(ChangeFenced)
+		if errors.Is(cause, catalog.ErrNotFound) {
+			k.cfg.OnChange(ChangeDropped)
+		} else {
+			k.cfg.OnChange(ChangeFenced)
+		}
 	}
-	k.drop(l)
+	k.drop(l, cause)
 }
 
 // Release gives one leadership up in the catalog so that another frontend
-// can take the bucket at once, and ends it here. A failed release is
-// logged: the lease then simply expires.
+// can take the bucket at once, and ends it here (Err is ErrReleased, or
+// wraps catalog.ErrNotFound if the bucket was dropped meanwhile). A failed
+// release is logged: the lease then simply expires.
 func (k *Keeper) Release(ctx context.Context, l *Leadership) {
 	if l.IsFenced() {
 		return
@@ -198,13 +244,20 @@ func (k *Keeper) Release(ctx context.Context, l *Leadership) {
 	k.mu.Lock()
 	lease := l.Lease // renewals update Expiry under mu
 	k.mu.Unlock()
-	if err := k.store.ReleaseLease(ctx, lease); err != nil && !errors.Is(err, catalog.ErrFenced) {
+	cause, change := ErrReleased, ChangeReleased
+	switch err := k.store.ReleaseLease(ctx, lease); {
+	case err == nil, errors.Is(err, catalog.ErrFenced):
+	case errors.Is(err, catalog.ErrNotFound):
+		// Dropped meanwhile: the holder cleans up as after a renewal
+		// found it gone.
+		cause, change = fmt.Errorf("lease: bucket %s: %w", l.Lease.Bucket, err), ChangeDropped
+	default:
 		k.logger.Warn("lease release failed; it expires instead", slog.String("bucket", l.Lease.Bucket.String()), slog.Any("err", err))
 	}
 	if k.cfg.OnChange != nil {
-		k.cfg.OnChange(ChangeReleased)
+		k.cfg.OnChange(change)
 	}
-	k.drop(l)
+	k.drop(l, cause)
 }
 
 // Held is the number of leaderships this keeper holds.
@@ -214,13 +267,13 @@ func (k *Keeper) Held() int {
 	return len(k.held)
 }
 
-func (k *Keeper) drop(l *Leadership) {
+func (k *Keeper) drop(l *Leadership, cause error) {
 	k.mu.Lock()
 	if k.held[l.Lease.Bucket] == l {
 		delete(k.held, l.Lease.Bucket)
 	}
 	k.mu.Unlock()
-	l.fence()
+	l.fence(cause)
 }
 
 func (k *Keeper) releaseAll() {

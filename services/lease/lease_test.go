@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,8 +12,12 @@ import (
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/catalog/embedded"
+	"github.com/strom-io/strom/catalog/postgres"
 	"github.com/strom-io/strom/services/lease"
+	"github.com/strom-io/strom/testenv"
 )
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 func newStore(t *testing.T) (catalog.Store, catalog.BucketID) {
 	t.Helper()
@@ -142,5 +147,151 @@ func TestReleaseHandsOver(t *testing.T) {
 	}
 	if _, err := s.AcquireLease(context.Background(), b, "b", time.Minute); err != nil {
 		t.Fatalf("acquire after release: %v", err)
+	}
+}
+
+// counting is the real catalog with its renewal attempts counted per
+// bucket.
+type counting struct {
+	lease.Store
+	mu       sync.Mutex
+	renewals map[catalog.BucketID]int
+}
+
+func (c *counting) RenewLease(ctx context.Context, l catalog.Lease, ttl time.Duration) (catalog.Lease, error) {
+	c.mu.Lock()
+	c.renewals[l.Bucket]++
+	c.mu.Unlock()
+	return c.Store.RenewLease(ctx, l, ttl)
+}
+
+func (c *counting) count(b catalog.BucketID) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.renewals[b]
+}
+
+// catalogs opens each real catalog backend, empty.
+var catalogs = map[string]func(t *testing.T) catalog.Store{
+	"embedded": func(t *testing.T) catalog.Store {
+		s, err := embedded.Open(filepath.Join(t.TempDir(), "catalog.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	},
+	"postgres": func(t *testing.T) catalog.Store {
+		s, err := postgres.Open(context.Background(), testenv.Postgres(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	},
+}
+
+// waitUntil polls cond until it holds, failing the test after a minute.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A lease whose bucket's table is dropped (by DropTable or DropDatabase
+// with cascade) ends at its first renewal, with an error wrapping
+// catalog.ErrNotFound, and is never renewed again, while the leases of
+// other tables go on being renewed.
+func TestDroppedBucketLeaseEnds(t *testing.T) {
+	for name, open := range catalogs {
+		for _, drop := range []string{"DropTable", "DropDatabase"} {
+			t.Run(name+"/"+drop, func(t *testing.T) {
+				ctx := context.Background()
+				s := open(t)
+				schema := catalog.Schema{Columns: []catalog.Column{{Name: "id", Type: catalog.Type{Kind: catalog.KindBigInt}}}}
+				var tables []catalog.Table
+				for _, db := range []string{"keep", "gone"} {
+					if _, err := s.CreateDatabase(ctx, db); err != nil {
+						t.Fatal(err)
+					}
+					tbl, err := s.CreateTable(ctx, catalog.TableSpec{Database: db, Name: "t", Buckets: 2, Schema: schema})
+					if err != nil {
+						t.Fatal(err)
+					}
+					tables = append(tables, tbl)
+				}
+				live := catalog.BucketID{TableID: tables[0].ID}
+				gone := []catalog.BucketID{{TableID: tables[1].ID}, {TableID: tables[1].ID, Bucket: 1}}
+
+				cs := &counting{Store: s, renewals: map[catalog.BucketID]int{}}
+				var ch changes
+				k := lease.NewKeeper(cs, "a", lease.Config{TTL: time.Minute, RenewInterval: 10 * time.Millisecond, OnChange: ch.add}, slog.Default())
+				if _, err := k.Acquire(ctx, live); err != nil {
+					t.Fatal(err)
+				}
+				var ended []*lease.Leadership
+				for _, b := range gone {
+					l, err := k.Acquire(ctx, b)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ended = append(ended, l)
+				}
+				switch drop {
+				case "DropTable":
+					if err := s.DropTable(ctx, "gone", "t"); err != nil {
+						t.Fatal(err)
+					}
+				case "DropDatabase":
+					if err := s.DropDatabase(ctx, "gone", true); err != nil {
+						t.Fatal(err)
+					}
+				}
+
+				runCtx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() { defer close(done); _ = k.Run(runCtx) }()
+				defer func() { cancel(); <-done }()
+				for i, l := range ended {
+					select {
+					case <-l.Fenced():
+					case <-time.After(time.Minute):
+						t.Fatalf("leadership of dropped bucket %s not ended", gone[i])
+					}
+					if err := l.Err(); !errors.Is(err, catalog.ErrNotFound) {
+						t.Fatalf("leadership of dropped bucket %s ended with %v, want catalog.ErrNotFound", gone[i], err)
+					}
+				}
+				if n := k.Held(); n != 1 {
+					t.Fatalf("keeper holds %d leases, want 1 (the live table's)", n)
+				}
+				// Renewed a few more times meanwhile: the dropped leases
+				// were tried once and never again.
+				after := cs.count(live)
+				waitUntil(t, "the live lease is renewed 3 more times", func() bool { return cs.count(live) >= after+3 })
+				for _, b := range gone {
+					if n := cs.count(b); n != 1 {
+						t.Errorf("bucket %s of the dropped table: %d renewal attempts, want 1", b, n)
+					}
+				}
+				dropped := 0
+				for _, c := range ch.list() {
+					if c == lease.ChangeDropped {
+						dropped++
+					}
+				}
+				if dropped != 2 {
+					t.Errorf("changes %v: want 2 %q", ch.list(), lease.ChangeDropped)
+				}
+				if _, err := k.Acquire(ctx, gone[0]); !errors.Is(err, catalog.ErrNotFound) {
+					t.Errorf("acquire a dropped bucket: %v, want catalog.ErrNotFound", err)
+				}
+			})
+		}
 	}
 }

@@ -129,6 +129,7 @@ func (m *apiMetrics) interceptor() connect.UnaryInterceptorFunc {
 // times, and forwarded requests.
 type clusterMetrics struct {
 	changes   *prometheus.CounterVec
+	renewals  *prometheus.CounterVec
 	takeover  prometheus.Histogram
 	forwarded *prometheus.CounterVec
 
@@ -143,8 +144,12 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 	m := &clusterMetrics{
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strom_bucket_leadership_changes_total",
-			Help: "Bucket leaderships this frontend acquired, released (handoff, shutdown) or lost to fencing.",
+			Help: "Bucket leaderships this frontend acquired, released (handoff, shutdown), lost to fencing, or ended because the table was dropped.",
 		}, []string{"change"}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strom_bucket_lease_renewals_total",
+			Help: "Bucket lease renewals by result: renewed, fenced (another frontend took the bucket), dropped (the table no longer exists) or failed (retried).",
+		}, []string{"result"}),
 		takeover: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "strom_bucket_takeover_duration_seconds",
 			Help:    "Time to take a bucket over: lease, log position, idempotent writers, KV snapshot restore and changelog replay.",
@@ -166,7 +171,13 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 		Name: "strom_tiering_round_duration_seconds", Help: "Time of one table's tiering round: read, Parquet, Iceberg commit, catalog record.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 	})
-	reg.MustRegister(m.changes, m.takeover, m.forwarded, m.tieredRows, m.tieredBytes, m.tierRounds, m.tierLag, m.tierDuration)
+	for _, c := range lease.Changes {
+		m.changes.WithLabelValues(string(c))
+	}
+	for _, r := range []string{"renewed", "fenced", "dropped", "failed"} {
+		m.renewals.WithLabelValues(r)
+	}
+	reg.MustRegister(m.changes, m.renewals, m.takeover, m.forwarded, m.tieredRows, m.tieredBytes, m.tierRounds, m.tierLag, m.tierDuration)
 	return m
 }
 
@@ -183,6 +194,19 @@ func (m *clusterMetrics) onTier(st tiering.TierStats) {
 }
 
 func (m *clusterMetrics) onLeaseChange(c lease.Change) { m.changes.WithLabelValues(string(c)).Inc() }
+
+func (m *clusterMetrics) onLeaseRenew(_ catalog.BucketID, err error) {
+	result := "renewed"
+	switch {
+	case errors.Is(err, catalog.ErrFenced):
+		result = "fenced"
+	case errors.Is(err, catalog.ErrNotFound):
+		result = "dropped"
+	case err != nil:
+		result = "failed"
+	}
+	m.renewals.WithLabelValues(result).Inc()
+}
 
 func (m *clusterMetrics) onTakeover(_ catalog.BucketID, took time.Duration) {
 	m.takeover.Observe(took.Seconds())

@@ -182,7 +182,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 			return nil, fmt.Errorf("wal: %w", err)
 		}
 		registerWALMetrics(reg, s.wal, walOpts.MinFreeBytes)
-		s.keeper = lease.NewKeeper(store, s.id, lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew, OnChange: cm.onLeaseChange}, logger)
+		s.keeper = lease.NewKeeper(store, s.id, lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew, OnChange: cm.onLeaseChange, OnRenew: cm.onLeaseRenew}, logger)
 		s.writer = writer.New(writer.Config{
 			FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
 			MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,

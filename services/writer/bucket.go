@@ -55,6 +55,8 @@ func (w *Writer) bucket(ctx context.Context, t catalog.Table, b catalog.BucketID
 				w.mu.Lock()
 				delete(w.buckets, b)
 				w.mu.Unlock()
+			} else {
+				go w.watch(bs)
 			}
 			close(bs.ready)
 		}()
@@ -146,7 +148,7 @@ func (w *Writer) load(ctx context.Context, bs *bucketState) error {
 // the state lacks from the log.
 func (w *Writer) openKV(ctx context.Context, bs *bucketState) (*kv.Bucket, error) {
 	t, b, committed := bs.table, bs.id, bs.committed
-	dir := filepath.Join(w.cfg.KVDir, fmt.Sprint(b.TableID), partitionDir(b.Partition), fmt.Sprint(b.Bucket))
+	dir := w.kvDir(b)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		m, err := w.restoreSnapshot(ctx, b, dir)
 		if err != nil {
@@ -185,6 +187,12 @@ func (w *Writer) openKV(ctx context.Context, bs *bucketState) (*kv.Bucket, error
 			slog.Int64("from", from), slog.Int64("to", committed), slog.Int64("rows", state.Count()), slog.Duration("took", time.Since(start)))
 	}
 	return state, nil
+}
+
+// kvDir is where the KV state of primary-key bucket b lives:
+// <KVDir>/<table id>/<partition>/<bucket>.
+func (w *Writer) kvDir(b catalog.BucketID) string {
+	return filepath.Join(w.cfg.KVDir, fmt.Sprint(b.TableID), partitionDir(b.Partition), fmt.Sprint(b.Bucket))
 }
 
 // partitionDir names a partition's directory; partition values are user
@@ -272,14 +280,47 @@ func decodeIPC(data []byte) (arrow.RecordBatch, error) {
 	return rec, nil
 }
 
+// watch unloads bs as soon as its leadership ends outside the request
+// path, when the lease keeper learns it: the bucket no longer exists (its
+// table or database was dropped), or another frontend took it over. A
+// released leadership is unloaded by Handoff, or ends with the writer.
+func (w *Writer) watch(bs *bucketState) {
+	<-bs.lead.Fenced()
+	switch err := bs.lead.Err(); {
+	case errors.Is(err, catalog.ErrNotFound):
+		w.drop(bs)
+	case errors.Is(err, catalog.ErrFenced):
+		w.forget(bs)
+	}
+}
+
+// unloadReason says why a bucket is unloaded.
+type unloadReason int
+
+const (
+	handedOver unloadReason = iota // nothing is pending
+	lost                           // another frontend leads it now
+	dropped                        // its table no longer exists
+)
+
 // forget drops a bucket whose leadership ended: its uncommitted batches
 // fail with ErrNotLeader (their writers retry against the new leader).
-func (w *Writer) forget(bs *bucketState) { w.unload(bs, true) }
+func (w *Writer) forget(bs *bucketState) { w.unload(bs, lost) }
 
-// unload drops bs from the led buckets; lost says whether the leadership
-// was lost (rather than handed over with nothing pending). The returned
-// channel is closed once the bucket's KV state is closed.
-func (w *Writer) unload(bs *bucketState, lost bool) <-chan struct{} {
+// drop unloads a bucket whose table was dropped: its uncommitted batches
+// fail with an error wrapping catalog.ErrNotFound, its KV state is closed
+// and its directory removed, and the WAL is truncated past its records
+// (recovery would discard them anyway: their table is gone).
+func (w *Writer) drop(bs *bucketState) {
+	w.unload(bs, dropped)
+	w.truncateWAL()
+}
+
+// unload drops bs from the led buckets, failing its uncommitted batches
+// unless it was handed over (then none is left). The returned channel is
+// closed once the bucket's KV state is closed (and, for a dropped bucket,
+// its directory removed).
+func (w *Writer) unload(bs *bucketState, why unloadReason) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	closed := make(chan struct{})
@@ -288,10 +329,16 @@ func (w *Writer) unload(bs *bucketState, lost bool) <-chan struct{} {
 		return closed
 	}
 	delete(w.buckets, bs.id)
+	failed := len(bs.batches)
 	for _, p := range bs.batches {
 		w.pendingBytes -= p.size
-		p.err = fmt.Errorf("%w %s: leadership lost before commit", ErrNotLeader, bs.id)
+		if why == dropped {
+			p.err = fmt.Errorf("writer: bucket %s: its table was dropped before the batch was committed: %w", bs.id, catalog.ErrNotFound)
+		} else {
+			p.err = fmt.Errorf("%w %s: leadership lost before commit", ErrNotLeader, bs.id)
+		}
 		p.rec.Release()
+		p.rec = nil
 		close(p.done)
 	}
 	bs.batches = nil
@@ -300,18 +347,38 @@ func (w *Writer) unload(bs *bucketState, lost bool) <-chan struct{} {
 		// state from the log.
 		// Close once no snapshot reads it any more (a snapshot upload
 		// may be running); without blocking the writer meanwhile.
+		dir := w.kvDir(bs.id)
 		go func() {
 			defer close(closed)
 			bs.snapMu.Lock()
 			defer bs.snapMu.Unlock()
 			bs.kvClosed = true
 			_ = bs.kv.Close()
+			if why == dropped {
+				w.removeKVDir(bs.id, dir)
+			}
 		}()
 	} else {
 		close(closed)
 	}
-	if lost {
+	switch why {
+	case lost:
 		w.logger.Warn("bucket dropped: leadership lost", slog.String("bucket", bs.id.String()))
+	case dropped:
+		w.logger.Info("bucket unloaded: its table was dropped", slog.String("bucket", bs.id.String()), slog.Int("failed_batches", failed))
 	}
 	return closed
+}
+
+// removeKVDir removes the KV directory of bucket b of a dropped table, and
+// its partition's and table's directories once they are empty.
+func (w *Writer) removeKVDir(b catalog.BucketID, dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		w.logger.Warn("removing the KV state of a dropped table failed", slog.String("bucket", b.String()), slog.String("dir", dir), slog.Any("err", err))
+		return
+	}
+	part := filepath.Dir(dir)
+	if os.Remove(part) == nil { // fails while other buckets' directories remain
+		_ = os.Remove(filepath.Dir(part))
+	}
 }

@@ -220,12 +220,11 @@ func (w *Writer) committed(a *attempt) {
 	broken := map[*bucketState]bool{}
 	defer func() {
 		for bs := range broken {
-			w.keeper.Fence(bs.lead)
+			w.keeper.Fence(bs.lead, fmt.Errorf("writer: bucket %s: applying a committed changelog to the KV state failed", bs.id))
 			w.forget(bs)
 		}
 	}()
 	w.mu.Lock()
-	minLSN := uint64(math.MaxUint64)
 	for i, bs := range a.buckets {
 		done := a.batches[i]
 		end := a.seg.Ranges[i].EndOffset
@@ -234,6 +233,13 @@ func (w *Writer) committed(a *attempt) {
 		}
 		bs.committed = end
 		for _, p := range done {
+			select {
+			case <-p.done:
+				// Failed already: the bucket was unloaded (its table
+				// dropped, its leadership lost) while this commit ran.
+				continue
+			default:
+			}
 			if bs.kv != nil && !broken[bs] {
 				// The changelog is committed: its values leave the
 				// pre-write buffer for pebble, where lookups see them.
@@ -259,6 +265,18 @@ func (w *Writer) committed(a *attempt) {
 			}
 		}
 	}
+	w.mu.Unlock()
+	for i, bs := range a.buckets {
+		w.hub.Publish(bs.id, a.seg.Ranges[i].EndOffset)
+	}
+	w.truncateWAL()
+}
+
+// truncateWAL releases the WAL records before the oldest pending batch's:
+// every record when nothing is pending.
+func (w *Writer) truncateWAL() {
+	w.mu.Lock()
+	minLSN := uint64(math.MaxUint64)
 	for _, bs := range w.buckets {
 		for _, p := range bs.batches {
 			select {
@@ -270,9 +288,6 @@ func (w *Writer) committed(a *attempt) {
 		}
 	}
 	w.mu.Unlock()
-	for i, bs := range a.buckets {
-		w.hub.Publish(bs.id, a.seg.Ranges[i].EndOffset)
-	}
 	if minLSN == math.MaxUint64 {
 		minLSN = w.lastLSN.Load() + 1
 	}
@@ -290,9 +305,9 @@ func (w *Writer) refence(ctx context.Context, a *attempt, cause error) {
 	for i, bs := range a.buckets {
 		states, err := w.store.ListBuckets(ctx, bs.id.TableID)
 		if err != nil {
-			if errors.Is(err, catalog.ErrNotFound) {
-				w.keeper.Fence(bs.lead)
-				w.forget(bs)
+			if errors.Is(err, catalog.ErrNotFound) { // the table was dropped
+				w.keeper.Fence(bs.lead, fmt.Errorf("writer: bucket %s: %w", bs.id, err))
+				w.drop(bs)
 			}
 			continue
 		}
@@ -304,7 +319,7 @@ func (w *Writer) refence(ctx context.Context, a *attempt, cause error) {
 		}
 		if stale {
 			w.logger.Warn("commit refused: fencing bucket", slog.String("bucket", bs.id.String()), slog.Int64("epoch", bs.lead.Lease.Epoch), slog.Any("cause", cause))
-			w.keeper.Fence(bs.lead)
+			w.keeper.Fence(bs.lead, fmt.Errorf("writer: bucket %s: commit refused (%v): %w", bs.id, cause, catalog.ErrFenced))
 			w.forget(bs)
 		}
 	}

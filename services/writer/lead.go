@@ -92,8 +92,12 @@ func (w *Writer) Handoff(ctx context.Context, b catalog.BucketID, keepSnapshots 
 		}
 	}
 	w.keeper.Release(ctx, bs.lead)
+	why := handedOver
+	if errors.Is(bs.lead.Err(), catalog.ErrNotFound) {
+		why = dropped // meanwhile
+	}
 	select {
-	case <-w.unload(bs, false): // KV state closed: its directory may be opened again
+	case <-w.unload(bs, why): // KV state closed: its directory may be opened again
 	case <-ctx.Done():
 	}
 	w.logger.Info("bucket handed over", slog.String("bucket", b.String()), slog.Int64("epoch", bs.lead.Lease.Epoch),
