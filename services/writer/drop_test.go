@@ -200,3 +200,81 @@ func TestDroppedTableUnloadsBuckets(t *testing.T) {
 		t.Fatalf("re-created table holds %v, want [7 8]", got)
 	}
 }
+
+// A table dropped while its leader is down leaves nothing behind once the
+// leader starts again: its uncommitted WAL records are discarded (not
+// replayed, and truncated with the next commit), and its KV directory is
+// removed.
+func TestRestartAfterDropWhileDown(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pk, err := e.store.CreateTable(ctx, catalog.TableSpec{
+		Database: "db", Name: "pk", Buckets: 1,
+		Schema: catalog.Schema{Columns: []catalog.Column{
+			{Name: "id", Type: catalog.MustParseType("BIGINT")},
+		}, PrimaryKey: []string{"id"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log *truncLog
+	e.wrap = func(w *wal.WAL) writer.Log { log = &truncLog{WAL: w}; return log }
+	objects := &gatedObjects{Bucket: e.objects}
+	e.objects = objects
+	t.Cleanup(objects.release)
+	// Nothing is committed: the records stay in the WAL; the commit
+	// timeout only bounds the shutdown that gives up on them.
+	objects.hold()
+	cfg := defaultConfig
+	cfg.CommitTimeout = 500 * time.Millisecond
+	f := e.start(t, "a", "wal-a", cfg)
+	rec, err := batch.FromJSON(memory.DefaultAllocator, pk.Schema, []map[string]any{{"id": float64(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	ops, err := kv.OpsFromRecord(pk.Schema, rec, kv.OpUpsert, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []writer.Request{
+		{Table: e.table, Parts: []writer.Part{e.part(t, 0, 1, 2)}, Durability: writer.WAL},
+		{Table: pk, Parts: []writer.Part{{Bucket: catalog.BucketID{TableID: pk.ID}, Record: rec, Ops: ops}}, Durability: writer.WAL},
+	} {
+		if _, err := f.w.Append(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := f.log.LastLSN()
+	kvDir := filepath.Join(e.dir, "kv-a", fmt.Sprint(pk.ID))
+	if _, err := os.Stat(kvDir); err != nil {
+		t.Fatalf("KV directory of the primary-key table: %v", err)
+	}
+	f.stop()
+
+	if err := e.store.DropDatabase(ctx, "db", true); err != nil {
+		t.Fatal(err)
+	}
+	objects.release()
+	f = e.start(t, "a", "wal-a", defaultConfig) // Recover runs
+	if _, err := os.Stat(kvDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("KV directory of the dropped table after the restart: %v", err)
+	}
+	if led, held := f.w.Led(), f.keeper.Held(); len(led) != 0 || held != 0 {
+		t.Fatalf("leading %v with %d leases after recovering records of dropped tables only", led, held)
+	}
+
+	if _, err := e.store.CreateDatabase(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	if e.table, err = e.store.CreateTable(ctx, catalog.TableSpec{Database: "db", Name: "t", Buckets: 2, Schema: e.table.Schema}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.w.Append(ctx, writer.Request{Table: e.table, Parts: []writer.Part{e.part(t, 0, 7)}, Durability: writer.Durable}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ids(t, f, 0); !equal(got, []int64{7}) {
+		t.Fatalf("re-created table holds %v, want [7]", got)
+	}
+	waitFor(t, "the WAL is truncated past the dropped tables' records", func() bool { return log.truncatedBefore() > last })
+}
