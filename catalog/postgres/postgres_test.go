@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,25 +47,31 @@ func TestAcceptance(t *testing.T) {
 }
 
 // TestOpenMigratesOnce opens several stores on one database at once: the
-// migrations run once and every store works.
+// migrations run once, every one of them (the schema is at the version of
+// the newest), and every store works; a store opened later runs no DDL at
+// all (the catalog rows of the schema's tables, columns, constraints and
+// indexes are the very ones, same transaction ids, as before it).
 func TestOpenMigratesOnce(t *testing.T) {
+	ctx := context.Background()
 	dsn := testenv.Postgres(t)
+	const stores = 4
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := postgres.Open(context.Background(), dsn)
+	start := make(chan struct{})
+	errs := make(chan error, stores)
+	for range stores {
+		wg.Go(func() {
+			<-start // all at once
+			s, err := postgres.Open(ctx, dsn)
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer s.Close()
-			_, err = s.ListDatabases(context.Background())
+			_, err = s.ListDatabases(ctx)
 			errs <- err
-		}()
+		})
 	}
+	close(start)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -72,6 +79,65 @@ func TestOpenMigratesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	c := connect(t, dsn)
+	m, err := migrate.NewMigrator(ctx, c, postgres.VersionTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(os.DirFS("migrations")); err != nil {
+		t.Fatal(err)
+	}
+	version, err := m.GetCurrentVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int32(len(m.Migrations)); version != want || want < 3 {
+		t.Fatalf("schema version %d after concurrent opens, want %d (every migration)", version, want)
+	}
+
+	before := schemaRows(t, c)
+	s := open(t, dsn)
+	if _, err := s.ListDatabases(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if after := schemaRows(t, c); after != before {
+		t.Fatalf("opening a migrated catalog changed its schema:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// schemaRows lists the system catalog rows of the public schema's
+// relations, columns, constraints and indexes with the transaction that
+// last wrote each (xmin): any DDL on them writes new rows.
+func schemaRows(t *testing.T, c *pgx.Conn) string {
+	t.Helper()
+	rows, err := c.Query(context.Background(), `
+		SELECT 'relation ' || r.relname || ' ' || r.xmin FROM pg_class r
+			WHERE r.relnamespace = 'public'::regnamespace
+		UNION ALL
+		SELECT 'column ' || r.relname || '.' || a.attname || ' ' || a.xmin FROM pg_attribute a
+			JOIN pg_class r ON r.oid = a.attrelid
+			WHERE r.relnamespace = 'public'::regnamespace AND a.attnum > 0
+		UNION ALL
+		SELECT 'constraint ' || n.conname || ' ' || n.xmin FROM pg_constraint n
+			WHERE n.connamespace = 'public'::regnamespace
+		UNION ALL
+		SELECT 'index ' || r.relname || ' ' || i.xmin FROM pg_index i
+			JOIN pg_class r ON r.oid = i.indexrelid
+			WHERE r.relnamespace = 'public'::regnamespace
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) < 10 {
+		t.Fatalf("the migrated schema has only %d catalog rows: %q", len(lines), lines)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // TestUnavailable checks that an unreachable server is ErrUnavailable.
