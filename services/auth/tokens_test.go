@@ -1,9 +1,15 @@
 package auth_test
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/auth"
 )
 
@@ -142,8 +148,12 @@ func TestGenerateAndHash(t *testing.T) {
 	}
 }
 
-// FuzzParse: no tokens file makes Parse panic, and every file it accepts
-// has tokens that can be looked up.
+// FuzzParse: no tokens file makes Parse panic; a file it refuses gets an
+// error that says it is about the tokens file; and a file it accepts means
+// what its YAML says: written back in canonical YAML it parses to the same
+// identities with the same grants.
+//
+//	cd services && go test ./auth -run '^$' -fuzz '^FuzzParse$' -fuzztime 1m
 func FuzzParse(f *testing.F) {
 	good := tokensFile(goodFile)
 	f.Add(good)
@@ -159,11 +169,129 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tok, err := auth.Parse(data)
 		if err != nil {
+			if !strings.HasPrefix(err.Error(), "auth: tokens file: ") {
+				t.Fatalf("Parse error %q does not say it is about the tokens file", err)
+			}
 			return
 		}
-		for _, id := range tok.Identities() {
-			_ = id.Allows("shop", auth.ScopeRead)
+		// Decode the file as plain YAML (the first document, as Parse
+		// does) and write it back canonically.
+		var doc struct {
+			Tokens []struct {
+				Name   string `yaml:"name"`
+				SHA256 string `yaml:"sha256"`
+				Grants []struct {
+					Database string   `yaml:"database"`
+					Scopes   []string `yaml:"scopes"`
+				} `yaml:"grants"`
+			} `yaml:"tokens"`
 		}
-		_ = tok.Lookup("x")
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+			t.Fatalf("Parse accepted a file that is not YAML: %v", err)
+		}
+		if tok.Len() != len(doc.Tokens) {
+			t.Fatalf("Parse found %d tokens, the file lists %d", tok.Len(), len(doc.Tokens))
+		}
+		canonical, err := yaml.Marshal(&doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := auth.Parse(canonical)
+		if err != nil {
+			t.Fatalf("Parse accepted a file but not its canonical form: %v\n%s", err, canonical)
+		}
+		ids, againIDs := tok.Identities(), again.Identities()
+		for i, id := range ids {
+			if id.Name != doc.Tokens[i].Name || againIDs[i].Name != id.Name {
+				t.Fatalf("identity %d is %q, the file names %q", i, id.Name, doc.Tokens[i].Name)
+			}
+			if g, h := strings.Join(id.Grants(), ","), strings.Join(againIDs[i].Grants(), ","); g != h {
+				t.Fatalf("%q: grants %s, in the canonical file %s", id.Name, g, h)
+			}
+		}
+	})
+}
+
+// FuzzParseEntries builds tokens files of two entries from arbitrary names,
+// tokens, a database and a scope: Parse accepts exactly the valid ones;
+// then each token finds its identity, with its grant, and nothing else
+// does; an invalid one gets an error naming the entry and never the hash.
+//
+//	cd services && go test ./auth -run '^$' -fuzz FuzzParseEntries -fuzztime 1m
+func FuzzParseEntries(f *testing.F) {
+	f.Add("ingest", "secret-1", "shop", "write", false, "admin", "secret-2")
+	f.Add("ingest", "secret-1", "*", "read", true, "admin", "secret-2")
+	f.Add("", "secret-1", "shop", "read", false, "admin", "secret-2")             // no name
+	f.Add("same", "secret-1", "shop", "read", false, "same", "secret-2")          // name twice
+	f.Add("ingest", "same", "shop", "read", false, "admin", "same")               // token twice
+	f.Add("ingest", "secret-1", "Shop Floor", "read", false, "admin", "secret-2") // bad database
+	f.Add("ingest", "secret-1", "shop", "owner", false, "admin", "secret-2")      // bad scope
+	f.Add("ingest", "secret-1", "", "admin", false, "admin", "secret-2")          // no database
+	f.Add("in\"gest: x", "\x00", "_shop", "write", true, "\xff", "")
+	f.Fuzz(func(t *testing.T, name1, token1, db, scope string, upper bool, name2, token2 string) {
+		type grant struct {
+			Database string   `yaml:"database"`
+			Scopes   []string `yaml:"scopes"`
+		}
+		type entry struct {
+			Name   string  `yaml:"name"`
+			SHA256 string  `yaml:"sha256"`
+			Grants []grant `yaml:"grants"`
+		}
+		hash1, hash2 := auth.Hash(token1), auth.Hash(token2)
+		if upper {
+			hash1 = strings.ToUpper(hash1)
+		}
+		data, err := yaml.Marshal(map[string][]entry{"tokens": {
+			{Name: name1, SHA256: hash1, Grants: []grant{{Database: db, Scopes: []string{scope}}}},
+			{Name: name2, SHA256: hash2, Grants: []grant{{Database: auth.AllDatabases, Scopes: []string{"read"}}}},
+		}})
+		if err != nil {
+			t.Fatalf("cannot write the file as YAML: %v", err)
+		}
+		need, scopeErr := auth.ParseScope(scope)
+		valid := name1 != "" && name2 != "" && name1 != name2 && token1 != token2 &&
+			(db == auth.AllDatabases || catalog.ValidateDatabaseName(db) == nil) && scopeErr == nil
+
+		tok, err := auth.Parse(data)
+		if !valid {
+			if err == nil {
+				t.Fatalf("Parse accepted an invalid file:\n%s", data)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "auth: tokens file: tokens[") {
+				t.Fatalf("error %q does not name the entry", msg)
+			}
+			for _, h := range []string{hash1, hash2} {
+				if strings.Contains(strings.ToLower(msg), strings.ToLower(h)) && !strings.Contains(name1+name2, h) {
+					t.Fatalf("error %q repeats a hash", msg)
+				}
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Parse refused a valid file: %v\n%s", err, data)
+		}
+		if got := tok.Names(); len(got) != 2 || got[0] != name1 || got[1] != name2 {
+			t.Fatalf("names %q, want %q and %q", got, name1, name2)
+		}
+		id1, id2 := tok.Lookup(token1), tok.Lookup(token2)
+		if id1 == nil || id1.Name != name1 || id2 == nil || id2.Name != name2 {
+			t.Fatalf("Lookup(token1) = %v, Lookup(token2) = %v; want %q and %q", id1, id2, name1, name2)
+		}
+		if other := token1 + "x"; other != token2 && tok.Lookup(other) != nil {
+			t.Fatalf("Lookup of an unknown token found %q", tok.Lookup(other).Name)
+		}
+		if got := strings.Join(id1.Grants(), ","); got != db+":"+scope {
+			t.Fatalf("%q grants %s, want %s:%s", name1, got, db, scope)
+		}
+		on := db
+		if db == auth.AllDatabases {
+			on = "" // a grant on every database covers the cluster-wide operations
+		}
+		if !id1.Allows(on, need) || (need < auth.ScopeAdmin && id1.Allows(on, need+1)) {
+			t.Fatalf("%q with %s on %q: Allows(%q, %s) = %v, Allows(%q, %s) = %v", name1, scope, db,
+				on, need, id1.Allows(on, need), on, need+1, id1.Allows(on, need+1))
+		}
 	})
 }

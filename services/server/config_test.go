@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -225,8 +226,12 @@ func TestValidateNamesTheField(t *testing.T) {
 	}
 }
 
-// FuzzConfigYAML: no file content crashes the loader, and whatever loads
-// either validates or says why.
+// FuzzConfigYAML: no file content crashes the loader; whatever loads
+// either validates or says why; and a loaded configuration written back as
+// YAML loads again as the same configuration, with the same verdict of
+// Validate (so `-config.file` can hold anything a configuration can).
+//
+//	cd services && go test ./server -run '^$' -fuzz FuzzConfigYAML -fuzztime 1m
 func FuzzConfigYAML(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("data_dir: /x\n"))
@@ -235,12 +240,42 @@ func FuzzConfigYAML(f *testing.F) {
 	f.Add([]byte("server: [\n"))
 	f.Add([]byte("log:\n  level: debug\n"))
 	f.Add([]byte("\xff\xfe"))
+	f.Add([]byte("frontend:\n  lease_ttl: 1.5h\n  flush_bytes: 0x10000\n"))
+	f.Add([]byte("server:\n  rate_limit: .nan\n"))
+	f.Add([]byte("frontend:\n  flush_bytes: 0\n  lease_ttl: 0s\nroles: \"\"\n"))
+	f.Add([]byte("data_dir: \"\\xff\\u00e9\"\nroles: write,read\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		cfg := defaultConfig(t)
 		if err := decodeYAMLStrict(raw, &cfg); err != nil {
 			return
 		}
-		_ = cfg.Validate()
+		verr := cfg.Validate()
+		if verr != nil && strings.TrimSpace(verr.Error()) == "" {
+			t.Fatal("Validate failed without saying why")
+		}
+		out, err := yaml.Marshal(&cfg)
+		if err != nil {
+			t.Fatalf("a loaded configuration cannot be written as YAML: %v", err)
+		}
+		back := defaultConfig(t)
+		if err := decodeYAMLStrict(out, &back); err != nil {
+			t.Fatalf("a loaded configuration written as YAML does not load: %v\n%s", err, out)
+		}
+		again, err := yaml.Marshal(&back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, again) {
+			t.Fatalf("the configuration changed in a YAML round trip:\n%s\n--- became:\n%s", out, again)
+		}
+		// NaN is never equal to itself; a configuration holding one does
+		// not validate, and the YAML comparison above covers it.
+		if verr == nil && !reflect.DeepEqual(cfg, back) {
+			t.Fatalf("the configuration changed in a YAML round trip: %+v\nbecame %+v", cfg, back)
+		}
+		if fmt.Sprint(verr) != fmt.Sprint(back.Validate()) {
+			t.Fatalf("Validate = %v before a YAML round trip, %v after", verr, back.Validate())
+		}
 	})
 }
 
