@@ -68,10 +68,11 @@ type Leadership struct {
 	fenced chan struct{}
 	once   sync.Once
 	err    error // why it ended; set once, before fenced is closed
-	// deadline is when the lease ends by this process's monotonic clock,
-	// counted from when the acquire or renew request was sent (so it ends
-	// no later than the catalog's expiry), in Unix nanoseconds.
+	// deadline is when the lease ends by this process's monotonic clock
+	// (Keeper.since), counted from when the acquire or renew request was
+	// sent (so it ends no later than the catalog's expiry).
 	deadline atomic.Int64
+	k        *Keeper
 }
 
 // Expired reports whether the lease may have expired in the catalog because
@@ -80,7 +81,7 @@ type Leadership struct {
 // taken the bucket, and the next renewal restores it — but it must not
 // serve reads of its local state meanwhile. Commits are safe either way:
 // the catalog checks the epoch.
-func (l *Leadership) Expired() bool { return time.Now().UnixNano() >= l.deadline.Load() }
+func (l *Leadership) Expired() bool { return l.k.since(l.k.now()) >= l.deadline.Load() }
 
 // Fenced is closed when this leadership has ended.
 func (l *Leadership) Fenced() <-chan struct{} { return l.fenced }
@@ -120,6 +121,8 @@ type Keeper struct {
 	holder string
 	cfg    Config
 	logger *slog.Logger
+	epoch  time.Time        // origin of since
+	now    func() time.Time // time.Now; tests replace it
 
 	mu   sync.Mutex
 	held map[catalog.BucketID]*Leadership
@@ -127,8 +130,12 @@ type Keeper struct {
 
 // NewKeeper returns a keeper acting as holder.
 func NewKeeper(store Store, holder string, cfg Config, logger *slog.Logger) *Keeper {
-	return &Keeper{store: store, holder: holder, cfg: cfg, logger: logger, held: map[catalog.BucketID]*Leadership{}}
+	return &Keeper{store: store, holder: holder, cfg: cfg, logger: logger, epoch: time.Now(), now: time.Now,
+		held: map[catalog.BucketID]*Leadership{}}
 }
+
+// since is t on the keeper's monotonic clock: nanoseconds after its epoch.
+func (k *Keeper) since(t time.Time) int64 { return int64(t.Sub(k.epoch)) }
 
 // Holder is the id this keeper acquires leases as.
 func (k *Keeper) Holder() string { return k.holder }
@@ -142,13 +149,13 @@ func (k *Keeper) Acquire(ctx context.Context, b catalog.BucketID) (*Leadership, 
 	if l, ok := k.held[b]; ok && !l.IsFenced() {
 		return l, nil
 	}
-	sent := time.Now()
+	sent := k.now()
 	lease, err := k.store.AcquireLease(ctx, b, k.holder, k.cfg.TTL)
 	if err != nil {
 		return nil, fmt.Errorf("lease: acquire %s: %w", b, err)
 	}
-	l := &Leadership{Lease: lease, fenced: make(chan struct{})}
-	l.deadline.Store(sent.Add(k.cfg.TTL).UnixNano())
+	l := &Leadership{Lease: lease, fenced: make(chan struct{}), k: k}
+	l.deadline.Store(k.since(sent.Add(k.cfg.TTL)))
 	k.held[b] = l
 	k.logger.Info("bucket leadership acquired", slog.String("bucket", b.String()), slog.Int64("epoch", lease.Epoch))
 	if k.cfg.OnChange != nil {
@@ -188,7 +195,7 @@ func (k *Keeper) renewAll(ctx context.Context) {
 		if l.IsFenced() {
 			continue
 		}
-		sent := time.Now()
+		sent := k.now()
 		lease, err := k.store.RenewLease(ctx, l.Lease, k.cfg.TTL)
 		if ctx.Err() != nil {
 			return
@@ -201,7 +208,7 @@ func (k *Keeper) renewAll(ctx context.Context) {
 			k.mu.Lock()
 			l.Lease.Expiry = lease.Expiry
 			k.mu.Unlock()
-			l.deadline.Store(sent.Add(k.cfg.TTL).UnixNano())
+			l.deadline.Store(k.since(sent.Add(k.cfg.TTL)))
 		case errors.Is(err, catalog.ErrNotFound):
 			// The table was dropped: nothing left to lead, now or later.
 			k.logger.Info("bucket leadership ended: the bucket no longer exists (its table was dropped)",

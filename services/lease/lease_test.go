@@ -55,13 +55,54 @@ func (c *changes) list() []lease.Change {
 	return append([]lease.Change(nil), c.got...)
 }
 
+// fakeClock stands still until advanced.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// slowStore takes the given time, on the clock, for every acquire and
+// renewal.
+type slowStore struct {
+	catalog.Store
+	clock *fakeClock
+	takes time.Duration
+}
+
+func (s slowStore) AcquireLease(ctx context.Context, b catalog.BucketID, holder string, ttl time.Duration) (catalog.Lease, error) {
+	s.clock.advance(s.takes)
+	return s.Store.AcquireLease(ctx, b, holder, ttl)
+}
+
+func (s slowStore) RenewLease(ctx context.Context, l catalog.Lease, ttl time.Duration) (catalog.Lease, error) {
+	s.clock.advance(s.takes)
+	return s.Store.RenewLease(ctx, l, ttl)
+}
+
 // A leadership whose renewals stop (a paused process) expires locally no
-// later than in the catalog; the next renewal restores it as long as nobody
-// took the bucket.
+// later than in the catalog — a TTL after the acquire was sent, however
+// long the answer took — and the next renewal restores it as long as
+// nobody took the bucket. The keeper's clock is a fake one that moves only
+// when told (and by a second during each catalog call).
 func TestLeadershipExpiresLocallyAndRecovers(t *testing.T) {
 	s, b := newStore(t)
+	clock := &fakeClock{now: time.Now()}
 	var ch changes
-	k := lease.NewKeeper(s, "a", lease.Config{TTL: 200 * time.Millisecond, RenewInterval: 50 * time.Millisecond, OnChange: ch.add}, slog.Default())
+	const ttl = 10 * time.Second
+	k := lease.NewKeeper(slowStore{s, clock, time.Second}, "a", lease.Config{TTL: ttl, RenewInterval: 10 * time.Millisecond, OnChange: ch.add}, slog.Default())
+	k.SetClock(clock.Now)
 	l, err := k.Acquire(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -69,9 +110,13 @@ func TestLeadershipExpiresLocallyAndRecovers(t *testing.T) {
 	if l.Expired() {
 		t.Fatal("a fresh leadership is expired")
 	}
-	time.Sleep(250 * time.Millisecond) // no Run: no renewals
+	clock.advance(ttl - time.Second - time.Nanosecond) // no Run: no renewals
+	if l.Expired() {
+		t.Fatal("leadership expired locally before its TTL since the acquire was sent")
+	}
+	clock.advance(time.Nanosecond)
 	if !l.Expired() {
-		t.Fatal("leadership not expired locally after its TTL without renewals")
+		t.Fatal("leadership not expired locally a TTL after the acquire was sent, without renewals")
 	}
 	if l.IsFenced() {
 		t.Fatal("expiry alone fenced the leadership")
@@ -79,7 +124,7 @@ func TestLeadershipExpiresLocallyAndRecovers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = k.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for l.Expired() {
 		if time.Now().After(deadline) {
 			t.Fatal("renewal did not restore the leadership")
@@ -106,10 +151,19 @@ func TestRenewalAfterTakeoverFences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond)
-	taken, err := s.AcquireLease(context.Background(), b, "b", time.Minute)
-	if err != nil {
-		t.Fatal(err)
+	// Nothing renews the lease: another holder takes it once it expired
+	// in the catalog.
+	var taken catalog.Lease
+	deadline := time.Now().Add(time.Minute)
+	for {
+		taken, err = s.AcquireLease(context.Background(), b, "b", time.Minute)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, catalog.ErrLeaseHeld) || time.Now().After(deadline) {
+			t.Fatalf("takeover of an unrenewed lease: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if taken.Epoch != l.Lease.Epoch+1 {
 		t.Fatalf("takeover epoch %d after %d", taken.Epoch, l.Lease.Epoch)
@@ -119,7 +173,7 @@ func TestRenewalAfterTakeoverFences(t *testing.T) {
 	go func() { _ = k.Run(ctx) }()
 	select {
 	case <-l.Fenced():
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("old leader not fenced after a takeover")
 	}
 	if k.Held() != 0 {
