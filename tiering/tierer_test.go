@@ -759,6 +759,24 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// fakeClock is a clock that stands still until advanced.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 type claimsFunc func(int64) bool
 
 func (f claimsFunc) Owns(id int64) bool { return f(id) }
@@ -800,6 +818,8 @@ func TestRun(t *testing.T) {
 			mu.Unlock()
 		},
 	}, nil, nil)
+	clock := &fakeClock{now: time.Now()}
+	tiering.SetClock(tr, clock.Now)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- tr.Run(runCtx) }()
@@ -817,26 +837,34 @@ func TestRun(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Records committed now wait for about half the freshness (1s).
-	h.commit(b1, 5)
-	time.Sleep(200 * time.Millisecond)
-	if tiered, _ := h.store.TieredOffsets(ctx, tbl.ID); tiered[1].Offset != 45 {
-		t.Fatalf("tiered %+v well before half the freshness", tiered)
-	}
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		tiered, _ := h.store.TieredOffsets(ctx, tbl.ID)
-		if tiered[1].Offset == 50 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not tiered after 10s: %+v", tiered)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+
+	// Records committed now wait for half the freshness (1s) after the
+	// start of the round that caught up. The tierer's clock stands still
+	// unless moved; each RunOnce is one look of the loop at every table.
+	if err := tr.RunOnce(ctx); err != nil { // a last round if the previous one hit the bound exactly
+		t.Fatal(err)
+	}
+	h.commit(b1, 5)
+	for _, step := range []struct {
+		advance time.Duration
+		want    int64
+		when    string
+	}{
+		{0, 45, "at once"},
+		{time.Second - time.Millisecond, 45, "1ms before half the freshness"},
+		{time.Millisecond, 50, "at half the freshness"},
+	} {
+		clock.advance(step.advance)
+		if err := tr.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if tiered, _ := h.store.TieredOffsets(ctx, tbl.ID); tiered[1].Offset != step.want {
+			t.Fatalf("%s: tiered %+v, want bucket 1 tiered to %d", step.when, tiered, step.want)
+		}
 	}
 
 	h.checkLake(tbl, map[catalog.BucketID]int64{b0: 50, b1: 50}, false)
