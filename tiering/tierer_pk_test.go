@@ -1,12 +1,11 @@
 package tiering_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go/table"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/tiering"
@@ -593,8 +593,14 @@ func TestTierPrimaryKeyReconcilesAfterCrash(t *testing.T) {
 }
 
 // TestTierPrimaryKeyConcurrentTierers: two tierers with different bounds
-// race on one primary-key table; conflicts are resolved by strom.offsets
-// and the lake ends up exact.
+// read the same lake snapshot and commit on it at once (raceTier holds
+// their Iceberg catalog updates until both wait, then lets them go in a
+// set order). The first commit wins. The second finds the table moved:
+// when the winner's offsets do not cover its own, it gives the round up
+// with lake.ErrConflict and its next round tiers the rest from the
+// winner's offsets; when they do, it records the winner's snapshot and
+// tiers nothing. Every snapshot, and the lake at the end, hold each change
+// exactly once.
 func TestTierPrimaryKeyConcurrentTierers(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxT(t)
@@ -604,31 +610,134 @@ func TestTierPrimaryKeyConcurrentTierers(t *testing.T) {
 		buckets = append(buckets, catalog.BucketID{TableID: tbl.ID, Bucket: b})
 	}
 	m := newPKModel(h, tbl, buckets, 10, 4)
-	tierers := []*tiering.Tierer{
-		h.tierer(tiering.Config{MaxRoundRows: 25, CompactAfterDeltas: 3}, nil, nil),
-		h.tierer(tiering.Config{MaxRoundRows: 40, CompactAfterDeltas: 3}, nil, h.openLake()),
-	}
-	var conflicts atomic.Int32
-	for range 4 {
+	small := h.tierer(tiering.Config{MaxRoundRows: 25, CompactAfterDeltas: 3}, nil, nil)
+	big := h.tierer(tiering.Config{MaxRoundRows: 10000, CompactAfterDeltas: 3}, nil, h.openLake())
+	m.step(10)
+	m.tierAll(small, false) // the lake table exists before the races
+
+	for round := range 4 {
 		m.step(10)
-		var wg sync.WaitGroup
-		for _, tr := range tierers {
-			wg.Go(func() {
-				for range 2 {
-					_, err := tr.Tier(ctx, tbl.ID)
-					if errors.Is(err, lake.ErrConflict) {
-						conflicts.Add(1)
-					} else if err != nil {
-						t.Errorf("Tier: %v", err)
-					}
-				}
-			})
+		first, second := small, big
+		if round%2 == 1 {
+			first, second = big, small
 		}
-		wg.Wait()
+		won, lost := raceTier(t, h, tbl, first, second)
+		if won.Err != nil || won.Rows == 0 || won.SnapshotID == 0 {
+			t.Fatalf("round %d: the first commit = %+v; want it to tier rows", round, won)
+		}
+		switch {
+		case first == small:
+			// big read every bucket to its end, beyond small's bound.
+			if !errors.Is(lost.Err, lake.ErrConflict) {
+				t.Fatalf("round %d: the second commit, not covered by the first = %+v; want lake.ErrConflict", round, lost)
+			}
+			m.check(false)
+			m.tierAll(big, false) // the conflict resolves: big tiers the rest
+		default:
+			if lost.Err != nil || lost.Rows != 0 || lost.SnapshotID != won.SnapshotID {
+				t.Fatalf("round %d: the second commit, covered by the first = %+v; want no rows and the first's snapshot %d", round, lost, won.SnapshotID)
+			}
+			m.check(false)
+		}
+		inLake, _, err := h.lake.Offsets(ctx, mustLoad(t, h, tbl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tiered, err := h.store.TieredOffsets(ctx, tbl.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range tiered {
+			if o.Offset != inLake[o.Bucket] {
+				t.Fatalf("round %d: the catalog says %s is tiered to %d, the lake holds %d", round, o.Bucket, o.Offset, inLake[o.Bucket])
+			}
+		}
 	}
-	m.tierAll(tierers[0], false)
-	t.Logf("%d rounds ended in a conflict", conflicts.Load())
+	m.tierAll(small, false)
+	for b, o := range h.nextOffsets() {
+		if got := m.check(false)[b]; got != o {
+			t.Fatalf("%s tiered to %d, want %d", b, got, o)
+		}
+	}
 	m.checkHistory(false)
+}
+
+// raceTier runs a round of first and then one of second on tbl so that
+// both read the same lake snapshot before either commits, and first
+// commits before second: a transaction holds the row of tbl in the
+// Iceberg catalog (iceberg_tables, in the same PostgreSQL database) locked
+// until both rounds wait for it in their commit, first in line. Row-lock
+// waiters are served in order, so first's update lands, and second's,
+// based on the old metadata, finds it moved. It returns both rounds'
+// stats, with their errors in Err.
+func raceTier(t *testing.T, h *harness, tbl catalog.Table, first, second *tiering.Tierer) (won, lost tiering.TierStats) {
+	t.Helper()
+	ctx := ctxT(t)
+	conn, err := pgx.Connect(ctx, h.lakeCfg.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	// pg_stat_activity holds still within a transaction: watch from
+	// another session.
+	watch, err := pgx.Connect(ctx, h.lakeCfg.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close(context.Background())
+	tag, err := tx.Exec(ctx, `SELECT 1 FROM iceberg_tables WHERE table_namespace = $1 AND table_name = $2 FOR UPDATE`, tbl.Database, tbl.Name)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("lock the Iceberg catalog row of %s: %v rows, %v", tbl.Name, tag.RowsAffected(), err)
+	}
+	// waiting waits until n sessions wait for a lock in their update of
+	// the Iceberg catalog.
+	waiting := func(n int, rounds ...<-chan tiering.TierStats) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			var got int
+			if err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%iceberg_tables%'`).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got == n {
+				return
+			}
+			for _, r := range rounds {
+				select {
+				case s := <-r:
+					t.Fatalf("a round ended before its commit: %+v", s)
+				default:
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d sessions wait to update the Iceberg catalog after a minute, want %d", got, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	round := func(tr *tiering.Tierer) <-chan tiering.TierStats {
+		c := make(chan tiering.TierStats, 1)
+		go func() {
+			s, err := tr.Tier(ctx, tbl.ID)
+			s.Err = err
+			c <- s
+		}()
+		return c
+	}
+	r1 := round(first)
+	waiting(1, r1)
+	r2 := round(second)
+	waiting(2, r1, r2)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return <-r1, <-r2
 }
 
 // The changelog's -U rows change nothing, and a key inserted and deleted
