@@ -309,14 +309,15 @@ func TestRollFailureRetried(t *testing.T) {
 
 // TestSpaceWatermark: CheckSpace refuses below MinFreeBytes with a message
 // naming the directory, the free bytes and the watermark; it reuses a
-// measurement for up to 100 ms but measures again after a truncation;
-// the change is logged once each way and counted.
+// measurement for up to 100 ms (on a fake clock) but measures again after
+// a truncation; the change is logged once each way and counted.
 func TestSpaceWatermark(t *testing.T) {
 	fs := newFaultFS(t)
 	dir := t.TempDir()
 	var logs bytes.Buffer
 	var logMu sync.Mutex
-	opts := Options{Dir: dir, NoSync: true, SegmentSize: 1, Logger: slog.New(slog.NewTextHandler(lockedWriter{&logs, &logMu}, nil))}
+	clock := &fakeClock{now: time.Now()}
+	opts := Options{Dir: dir, NoSync: true, SegmentSize: 1, Logger: slog.New(slog.NewTextHandler(lockedWriter{&logs, &logMu}, nil)), now: clock.Now}
 	opts.MinFreeBytes = 512 << 20
 	opts.minFreeFlag = "-wal.min-free-bytes"
 	w, err := Open(opts)
@@ -347,6 +348,7 @@ func TestSpaceWatermark(t *testing.T) {
 	}
 	// Space returns: within 100 ms the cached reading still refuses...
 	fs.free.Store(1 << 30)
+	clock.advance(spaceRefresh - time.Nanosecond)
 	if err := w.CheckSpace(); err == nil {
 		t.Fatal("CheckSpace measured again within 100 ms")
 	}
@@ -359,7 +361,7 @@ func TestSpaceWatermark(t *testing.T) {
 	}
 	// And without any event, after 100 ms.
 	fs.free.Store(1 << 20)
-	time.Sleep(spaceRefresh + 10*time.Millisecond)
+	clock.advance(spaceRefresh)
 	if err := w.CheckSpace(); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("CheckSpace 100 ms after the disk filled: %v", err)
 	}
@@ -376,6 +378,24 @@ func TestSpaceWatermark(t *testing.T) {
 	if n := strings.Count(out, "disk space available again"); n != 1 {
 		t.Errorf("%d INFO lines about space returning, want 1:\n%s", n, out)
 	}
+}
+
+// fakeClock stands still until advanced.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 type lockedWriter struct {

@@ -102,6 +102,7 @@ type space struct {
 	min  int64
 	flag string
 	log  *slog.Logger
+	now  func() time.Time
 	base time.Time // monotonic origin of at
 
 	mu       sync.Mutex   // serializes measurements
@@ -113,11 +114,14 @@ type space struct {
 	rejected atomic.Uint64
 }
 
-func newSpace(dir string, min int64, flag string, log *slog.Logger) *space {
+func newSpace(dir string, min int64, flag string, log *slog.Logger, now func() time.Time) *space {
 	if flag == "" {
 		flag = "Options.MinFreeBytes"
 	}
-	s := &space{dir: dir, min: min, flag: flag, log: log, base: time.Now()}
+	if now == nil {
+		now = time.Now
+	}
+	s := &space{dir: dir, min: min, flag: flag, log: log, now: now, base: now()}
 	s.at.Store(-1)
 	s.free.Store(-1)
 	s.total.Store(-1)
@@ -135,7 +139,7 @@ func (s *space) refresh() {
 // spaceRefresh and no other goroutine is measuring.
 func (s *space) maybeRefresh() {
 	at := s.at.Load()
-	if at >= 0 && time.Since(s.base)-time.Duration(at) < spaceRefresh {
+	if at >= 0 && s.now().Sub(s.base)-time.Duration(at) < spaceRefresh {
 		return
 	}
 	if s.mu.TryLock() {
@@ -147,7 +151,7 @@ func (s *space) maybeRefresh() {
 // measure runs statfs; s.mu is held.
 func (s *space) measure() {
 	free, total, err := statfs(s.dir)
-	s.at.Store(int64(time.Since(s.base)))
+	s.at.Store(int64(s.now().Sub(s.base)))
 	if err != nil {
 		if !s.statErr {
 			s.log.Warn("wal: cannot measure free disk space; the free-space watermark is not applied", "dir", s.dir, "err", err)

@@ -87,7 +87,8 @@ type Options struct {
 	// histograms. It must not block or call into the WAL.
 	OnCommit func(CommitInfo) `yaml:"-"`
 
-	minFreeFlag string // the flag of MinFreeBytes, for messages
+	minFreeFlag string           // the flag of MinFreeBytes, for messages
+	now         func() time.Time // clock of the free-space readings; nil is time.Now (tests fake it)
 }
 
 // RegisterFlags registers the configurable fields of Options, each name
@@ -215,7 +216,7 @@ func Open(opts Options) (*WAL, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp := newSpace(opts.Dir, opts.MinFreeBytes, opts.minFreeFlag, opts.Logger)
+	sp := newSpace(opts.Dir, opts.MinFreeBytes, opts.minFreeFlag, opts.Logger, opts.now)
 	sp.refresh()
 	if total := sp.total.Load(); opts.MinFreeBytes > 0 && total >= 0 && opts.MinFreeBytes >= total {
 		lock.Close()
