@@ -25,6 +25,7 @@ type entry struct {
 	next   int64
 	resets int           // times the commit watch failed
 	wake   chan struct{} // closed and replaced on every advance or reset
+	waits  int           // times a Wait began to block on wake (tests wait for it)
 }
 
 // NewHub returns an empty hub.
@@ -55,6 +56,7 @@ func (h *Hub) Wait(ctx context.Context, b catalog.BucketID, after int64, timeout
 		return true
 	}
 	wake, resets := e.wake, e.resets
+	e.waits++
 	h.mu.Unlock()
 
 	t := time.NewTimer(timeout)
@@ -73,6 +75,7 @@ func (h *Hub) Wait(ctx context.Context, b catalog.BucketID, after int64, timeout
 			return true
 		}
 		wake = e.wake
+		e.waits++
 		h.mu.Unlock()
 	}
 }

@@ -3,43 +3,55 @@ package notify
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/strom-io/strom/catalog"
 )
 
+// waitWaits waits until Waits on b have begun to block n times in all.
+// A Wait that returns meanwhile on done fails the test.
+func waitWaits(t *testing.T, h *Hub, b catalog.BucketID, n int, done <-chan bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case woken := <-done:
+			t.Fatalf("Wait returned %v while %d blocking Waits were awaited", woken, n)
+		default:
+		}
+		h.mu.Lock()
+		got := 0
+		if e := h.buckets[b]; e != nil {
+			got = e.waits
+		}
+		h.mu.Unlock()
+		if got == n {
+			return
+		}
+		if got > n || time.Now().After(deadline) {
+			t.Fatalf("Waits on %s blocked %d times, want %d", b, got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestHubWakesWaiters(t *testing.T) {
 	h := NewHub()
 	b := catalog.BucketID{TableID: 1, Bucket: 2}
 	other := catalog.BucketID{TableID: 1, Bucket: 3}
-	done := make(chan bool)
-	go func() { done <- h.Wait(context.Background(), b, 10, 10*time.Second) }()
-	// Let the waiter register, then publish to another bucket and an old offset.
-	for {
-		h.mu.Lock()
-		_, ok := h.buckets[b]
-		h.mu.Unlock()
-		if ok {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	done := make(chan bool, 1)
+	go func() { done <- h.Wait(context.Background(), b, 10, time.Minute) }()
+	waitWaits(t, h, b, 1, done) // the waiter blocks
+	// A publish to another bucket does not wake it; one of an older
+	// offset wakes it to look, and it blocks again.
 	h.Publish(other, 100)
 	h.Publish(b, 5)
-	select {
-	case <-done:
-		t.Fatal("woken by an unrelated publish")
-	case <-time.After(50 * time.Millisecond):
-	}
+	waitWaits(t, h, b, 2, done) // fails if the Wait returned
 	h.Publish(b, 11)
-	select {
-	case woken := <-done:
-		if !woken {
-			t.Fatal("Wait returned false after a publish")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("waiter not woken")
+	if !<-done {
+		t.Fatal("Wait returned false after a publish")
 	}
 	// A commit published before the waiter arrives still counts.
 	if !h.Wait(context.Background(), b, 10, time.Millisecond) {
@@ -60,30 +72,58 @@ func TestHubTimeoutAndCancel(t *testing.T) {
 	}
 }
 
-// fakeWatch fails once, then delivers one commit and blocks.
-type fakeWatch struct{ calls int }
+// fakeWatch fails once, then, once proceed is closed, delivers one commit
+// and blocks.
+type fakeWatch struct {
+	calls   atomic.Int32
+	proceed chan struct{}
+}
 
 func (f *fakeWatch) WatchCommits(ctx context.Context, fn func(catalog.BucketID, int64)) error {
-	f.calls++
-	if f.calls == 1 {
+	if f.calls.Add(1) == 1 {
 		return catalog.ErrUnavailable
+	}
+	select {
+	case <-f.proceed:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	fn(catalog.BucketID{TableID: 7}, 3)
 	<-ctx.Done()
 	return ctx.Err()
 }
 
+// TestFollowRetriesAndPublishes: a failed commit watch wakes the waiters
+// (they may have missed a commit); the watch is re-established, and a
+// commit it delivers wakes a waiter blocked on it.
 func TestFollowRetriesAndPublishes(t *testing.T) {
 	h := NewHub()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := &fakeWatch{}
-	woken := make(chan bool)
-	go func() { woken <- h.Wait(ctx, catalog.BucketID{TableID: 7}, 0, 10*time.Second) }()
-	time.Sleep(10 * time.Millisecond)
+	b := catalog.BucketID{TableID: 7}
+	w := &fakeWatch{proceed: make(chan struct{})}
+	woken := make(chan bool, 1)
+	go func() { woken <- h.Wait(ctx, b, 0, time.Minute) }()
+	waitWaits(t, h, b, 1, woken)
 	go h.Follow(ctx, w, slog.New(slog.DiscardHandler))
 	if !<-woken {
-		t.Fatal("waiter not woken through Follow")
+		t.Fatal("waiter not woken by the failed watch")
+	}
+	// The retried watch is to deliver a commit: a new waiter blocks first.
+	go func() { woken <- h.Wait(ctx, b, 0, time.Minute) }()
+	waitWaits(t, h, b, 2, woken)
+	if w.calls.Load() > 2 {
+		t.Fatalf("%d watches, want at most 2", w.calls.Load())
+	}
+	close(w.proceed)
+	if !<-woken {
+		t.Fatal("waiter not woken by the commit of the re-established watch")
+	}
+	h.mu.Lock()
+	next := h.buckets[b].next
+	h.mu.Unlock()
+	if next != 3 || w.calls.Load() != 2 {
+		t.Fatalf("after the commit: next offset %d, %d watches; want 3 and 2", next, w.calls.Load())
 	}
 	cancel()
 }
