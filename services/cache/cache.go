@@ -80,6 +80,7 @@ type Cache struct {
 	served, bypassed           atomic.Int64
 	evictions, dropped, writes atomic.Int64
 	writeErrors                atomic.Int64
+	waiting                    atomic.Int64 // blocks of GetRange calls that wait for another call's fetch now
 }
 
 // objID names an object: the first 16 bytes of the SHA-256 of its key.
@@ -233,6 +234,7 @@ func (c *Cache) try(ctx context.Context, key string, obj objID, off, length int6
 
 	// Plan: for each block, a cached file, someone's flight, or a new
 	// flight of our own.
+	var joined int64 // others' flights this call waits for
 	c.mu.Lock()
 	limit := end
 	if o := c.objs[obj]; o != nil && o.extent > limit {
@@ -260,13 +262,16 @@ func (c *Cache) try(ctx context.Context, key string, obj objID, off, length int6
 		}
 		if fl := c.flights[id]; fl != nil && fl.n >= need {
 			p.fl = fl
+			joined++
 			continue
 		}
 		fl := &flight{n: min(bs, limit-idx*bs), done: make(chan struct{})}
 		c.flights[id] = fl
 		p.fl, p.own = fl, true
 	}
+	c.waiting.Add(joined)
 	c.mu.Unlock()
+	defer c.waiting.Add(-joined)
 
 	closeAll := func() {
 		for i := range parts {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -302,7 +303,22 @@ func TestRestartEvictsOldestFirst(t *testing.T) {
 	c1 := newCache(t, m, dir, 64, 1<<20)
 	for i := range int64(5) {
 		read(t, c1, "k", i*64, 64)
-		time.Sleep(20 * time.Millisecond) // distinct mtimes
+	}
+	// Recency is the file mtime: block i was used i seconds after block 0.
+	base := time.Now().Add(-time.Hour)
+	files := blockFiles(t, dir)
+	if len(files) != 5 {
+		t.Fatalf("%d block files, want 5", len(files))
+	}
+	for _, f := range files {
+		i, err := strconv.Atoi(f[strings.LastIndexByte(f, '-')+1:])
+		if err != nil {
+			t.Fatalf("block file %s: %v", f, err)
+		}
+		mtime := base.Add(time.Duration(i) * time.Second)
+		if err := os.Chtimes(f, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c2 := newCache(t, m, dir, 64, 2*(64+8)) // room for the newest two
 	if st := c2.Stats(); st.Blocks != 2 || st.Evictions != 3 {
@@ -387,17 +403,14 @@ func TestConcurrentReadersShareFetch(t *testing.T) {
 			}
 		})
 	}
-	for m.NumCalls() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond) // let the others find the fetch
+	waitFor(t, "the other readers to wait for the first one's fetch", func() bool { return c.Waiting() == readers-1 })
 	close(m.release)
 	wg.Wait()
 	if n := m.NumCalls(); n != 1 {
 		t.Fatalf("%d inner calls, want 1", n)
 	}
-	if st := c.Stats(); st.Misses != 1 || st.Hits+st.Shared != readers-1 {
-		t.Fatalf("stats %+v", st)
+	if st := c.Stats(); st.Misses != 1 || st.Shared != readers-1 || st.Hits != 0 {
+		t.Fatalf("stats %+v, want 1 miss and %d shared", st, readers-1)
 	}
 }
 
@@ -415,9 +428,7 @@ func TestSharedFetchCancelled(t *testing.T) {
 		_, err := c.GetRange(ctx, "k", 0, 64)
 		leaderErr <- err
 	}()
-	for m.NumCalls() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the leader's fetch", func() bool { return m.NumCalls() == 1 })
 	done := make(chan []byte, 1)
 	go func() {
 		got, err := tryRead(c, "k", 0, 64)
@@ -426,13 +437,16 @@ func TestSharedFetchCancelled(t *testing.T) {
 		}
 		done <- got
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "the second reader to wait for the leader's fetch", func() bool { return c.Waiting() == 1 })
 	cancel()
 	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("leader: %v, want context.Canceled", err)
 	}
 	if got := <-done; !bytes.Equal(got, data[:64]) {
 		t.Fatal("waiter: wrong bytes")
+	}
+	if n := m.NumCalls(); n != 2 {
+		t.Fatalf("%d inner calls, want 2: the cancelled one and the waiter's own", n)
 	}
 }
 

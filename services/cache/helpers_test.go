@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/strom-io/strom/services/cache"
 	"github.com/strom-io/strom/services/objstore"
@@ -181,4 +182,16 @@ func diskBytes(t testing.TB, dir string) int64 {
 		n += fi.Size()
 	}
 	return n
+}
+
+// waitFor waits until cond holds, failing the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s after a minute", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
