@@ -44,8 +44,9 @@ type load struct {
 	errs  chan error
 }
 
-// startLoad starts writers; hook, if set, sees every append's outcome.
-func startLoad(t *testing.T, p *process, writers, rows int, hook func(err error)) *load {
+// startLoad starts writers; hook, if set, sees every append attempt's
+// request and outcome.
+func startLoad(t *testing.T, p *process, writers, rows int, hook func(req *stromv1.AppendRequest, err error)) *load {
 	client := stromv1connect.NewWriteServiceClient(http.DefaultClient, p.url())
 	l := &load{acked: map[string]bool{}, stop: make(chan struct{}), errs: make(chan error, writers)}
 	for i := 0; i < writers; i++ {
@@ -67,7 +68,7 @@ func startLoad(t *testing.T, p *process, writers, rows int, hook func(err error)
 					resp, err = client.Append(ctx, connect.NewRequest(req))
 					cancel()
 					if hook != nil {
-						hook(err)
+						hook(req, err)
 					}
 					if err == nil {
 						record(t, l.acked, &l.mu, req, resp.Msg)
@@ -289,8 +290,10 @@ func readAll(t *testing.T, p *process, db, table string, buckets int32) map[stri
 
 // TestCatalogRestartDuringAppends: PostgreSQL restarts while four
 // idempotent writers append with durable acks and retry every unavailable
-// error with the same sequence. Commits whose answer was lost are neither
-// lost nor doubled.
+// error with the same sequence. Every writer has an append fail with
+// `unavailable` during the outage, and each of those is acknowledged by a
+// retry after the restart. Commits whose answer was lost are neither lost
+// nor doubled.
 func TestCatalogRestartDuringAppends(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	args := append([]string{"-catalog.backend", "postgres", "-catalog.postgres.url", pg.URL(), "-frontend.commit-timeout", "1s"}, s3Args(testenv.S3(t))...)
@@ -298,13 +301,43 @@ func TestCatalogRestartDuringAppends(t *testing.T) {
 	cli(t, p, "db", "create", "e2e")
 	cli(t, p, "table", "create", "e2e.events", "-c", "id STRING NOT NULL", "-c", "v BIGINT", "--buckets", "4", "--bucket-key", "id")
 
-	l := startLoad(t, p, 4, 10, nil)
-	time.Sleep(1500 * time.Millisecond)
+	var (
+		mu      sync.Mutex
+		down    bool                // PostgreSQL is stopped
+		failed  = map[string]bool{} // "writer seq" of appends that failed with unavailable while it was down
+		writers = map[string]bool{} // writers with such an append
+		retried = map[string]bool{} // writers whose such append was acknowledged later (a commit needs PostgreSQL: after the restart)
+	)
+	count := func(m map[string]bool) func() bool {
+		return func() bool { mu.Lock(); defer mu.Unlock(); return len(m) == 4 }
+	}
+	l := startLoad(t, p, 4, 10, func(req *stromv1.AppendRequest, err error) {
+		key := fmt.Sprintf("%s %d", req.GetWriterId(), req.GetSequence())
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case down && connect.CodeOf(err) == connect.CodeUnavailable:
+			failed[key] = true
+			writers[req.GetWriterId()] = true
+		case err == nil && failed[key]:
+			retried[req.GetWriterId()] = true
+		}
+	})
+	waitFor(t, time.Minute, "an acknowledged append of every writer", func() bool { return l.ackedRows() >= 4*10 })
 	pg.Stop(t)
-	time.Sleep(2 * time.Second)
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	waitFor(t, time.Minute, "an append of every writer failing with unavailable", count(writers))
 	pg.Start(t)
-	time.Sleep(3 * time.Second)
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	waitFor(t, time.Minute, "the appends that failed during the outage acknowledged after it", count(retried))
 	l.finish(t)
+	mu.Lock()
+	t.Logf("%d appends failed with unavailable during the outage", len(failed))
+	mu.Unlock()
 	checkExactlyOnce(t, p, l.acked)
 	p.stop(t)
 }

@@ -7,20 +7,22 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/testenv"
 )
 
-// TestObjectStoreOutageDuringAppends: the S3 server is down for 10s while
-// four idempotent writers append with durable acks and retry every
-// unavailable error with the same sequence. During the outage appends fail
-// with `unavailable` and /readyz names the object store; afterwards the
-// server resumes by itself, and no acknowledged row is lost or doubled.
+// TestObjectStoreOutageDuringAppends: the S3 server is down while four
+// idempotent writers append with durable acks and retry every unavailable
+// error with the same sequence; it stays down until /readyz has named the
+// object store and every writer has had an append fail with `unavailable`.
+// Afterwards the server resumes by itself: each of those appends is
+// acknowledged by a retry, and no acknowledged row is lost or doubled.
 func TestObjectStoreOutageDuringAppends(t *testing.T) {
 	s3srv := testenv.StartS3(t)
 	s3 := s3srv.Endpoint(t)
@@ -30,63 +32,61 @@ func TestObjectStoreOutageDuringAppends(t *testing.T) {
 	cli(t, p, "db", "create", "e2e")
 	cli(t, p, "table", "create", "e2e.events", "-c", "id STRING NOT NULL", "-c", "v BIGINT", "--buckets", "4", "--bucket-key", "id")
 
-	var outage atomic.Bool       // the S3 server is stopped
-	var unavailable atomic.Int64 // appends that failed with unavailable during the outage
-	var ackedAfter atomic.Int64  // appends acknowledged after the outage
-	l := startLoad(t, p, 4, 10, func(err error) {
-		during := outage.Load()
+	var (
+		mu      sync.Mutex
+		down    bool                // the S3 server is stopped
+		failed  = map[string]bool{} // "writer seq" of appends that failed with unavailable while it was down
+		writers = map[string]bool{} // writers with such an append
+		retried = map[string]bool{} // writers whose such append was acknowledged later (a flush needs S3: after the outage)
+	)
+	count := func(m map[string]bool) func() bool {
+		return func() bool { mu.Lock(); defer mu.Unlock(); return len(m) == 4 }
+	}
+	l := startLoad(t, p, 4, 10, func(req *stromv1.AppendRequest, err error) {
+		key := fmt.Sprintf("%s %d", req.GetWriterId(), req.GetSequence())
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
-		case err == nil && !during:
-			ackedAfter.Add(1)
-		case during && connect.CodeOf(err) == connect.CodeUnavailable:
-			unavailable.Add(1)
+		case down && connect.CodeOf(err) == connect.CodeUnavailable:
+			failed[key] = true
+			writers[req.GetWriterId()] = true
+		case err == nil && failed[key]:
+			retried[req.GetWriterId()] = true
 		}
 	})
-	time.Sleep(1500 * time.Millisecond)
+	waitFor(t, time.Minute, "an acknowledged append of every writer", func() bool { return l.ackedRows() >= 4*10 })
 	before := l.ackedRows()
-	ackedAfter.Store(0) // count only appends after the outage
-	if before == 0 {
-		t.Error("no append was acknowledged before the outage")
-	}
 
 	s3srv.Stop(t)
 	outageStart := time.Now()
-	outage.Store(true)
+	mu.Lock()
+	down = true
+	mu.Unlock()
 	// /readyz names the object store as not ready.
 	var readyz string
-	for readyz == "" && time.Since(outageStart) < 8*time.Second {
-		if code, checks, err := getReadyz(p); err != nil {
-			t.Errorf("/readyz during outage: %v", err)
-			break
-		} else if code == http.StatusServiceUnavailable && checks["objstore"] != "ok" && checks["objstore"] != "" {
-			readyz = checks["objstore"]
-		} else {
-			time.Sleep(100 * time.Millisecond)
+	waitFor(t, time.Minute, "/readyz to report the object store as not ready", func() bool {
+		code, checks, err := getReadyz(p)
+		if err != nil {
+			t.Fatalf("/readyz during outage: %v", err)
 		}
-	}
-	if readyz == "" {
-		t.Error("/readyz did not report the object store as not ready during the outage")
-	} else {
-		t.Logf("/readyz during outage: objstore: %s", readyz)
-	}
-	time.Sleep(10*time.Second - time.Since(outageStart))
-	outage.Store(false) // a failure racing with this is not counted
+		readyz = checks["objstore"]
+		return code == http.StatusServiceUnavailable && readyz != "ok" && readyz != ""
+	})
+	t.Logf("/readyz during outage: objstore: %s", readyz)
+	waitFor(t, time.Minute, "an append of every writer failing with unavailable", count(writers))
 	s3srv.Start(t)
+	mu.Lock()
+	down = false
+	mu.Unlock()
 	t.Logf("S3 server down for %v", time.Since(outageStart).Round(time.Millisecond))
-	time.Sleep(3 * time.Second)
+	waitFor(t, time.Minute, "the appends that failed during the outage acknowledged after it", count(retried))
 	l.finish(t)
-	if n := unavailable.Load(); n == 0 {
-		t.Error("no append failed with unavailable during the outage")
-	} else {
-		t.Logf("%d appends failed with unavailable during the outage", n)
-	}
-	if ackedAfter.Load() == 0 {
-		t.Error("no append was acknowledged after the outage: the server did not resume")
-	}
 	waitReady(t, p)
 
 	checkExactlyOnce(t, p, l.acked)
-	t.Logf("%d rows acknowledged before the outage, %d appends after it", before, ackedAfter.Load())
+	mu.Lock()
+	t.Logf("%d rows acknowledged before the outage, %d appends failed with unavailable during it", before, len(failed))
+	mu.Unlock()
 	p.stop(t)
 }
 
