@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,7 +124,7 @@ func TestTieringRoleKilledMidRound(t *testing.T) {
 		t.Fatalf("union scan: %d rows, %d were acknowledged", n, written)
 	}
 	checkUnionKeyed(t, ctx, read, model)
-	t.Logf("status after catching up:\n%s", cli(t, writer, "lake", "status"))
+	checkLakeStatus(t, cli(t, writer, "lake", "status"), map[string]int{"lake.events": 3, "lake.kv": 2}, "lake.events", int64(written))
 
 	// The stream's view: id -> (bucket, offset).
 	type place struct {
@@ -296,4 +298,83 @@ func checkUnionKeyed(t *testing.T, ctx context.Context, read stromv1connect.Read
 		}
 		t.Fatalf("union scan of lake.kv: %d rows, model %d", len(got), len(model))
 	}
+}
+
+// checkLakeStatus checks the output of `strom lake status` for a lake that
+// caught up: every bucket of each table in buckets (name -> bucket count)
+// is tiered to its next offset with no lag and a tiering time; each table
+// has the test's freshness (200ms), no records lag and a snapshot; and the
+// next offsets of log table logTable add up to its rows.
+func checkLakeStatus(t *testing.T, out string, buckets map[string]int, logTable string, rows int64) {
+	t.Helper()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("strom lake status: "+format+"\n%s", append(args, out)...)
+	}
+	sections := strings.Split(strings.TrimSpace(out), "\n\n")
+	if len(sections) != 2 {
+		fail("%d sections, want the buckets and the tables", len(sections))
+	}
+	lines := func(section string, header ...string) [][]string {
+		ls := strings.Split(section, "\n")
+		if h := strings.Join(strings.Fields(ls[0]), " "); h != strings.Join(header, " ") {
+			fail("header %q, want %q", h, strings.Join(header, " "))
+		}
+		var rows [][]string
+		for _, l := range ls[1:] {
+			rows = append(rows, strings.Fields(l))
+		}
+		return rows
+	}
+	seen := map[string]map[string]bool{}
+	var logNext int64
+	for _, f := range lines(sections[0], "TABLE", "PARTITION", "BUCKET", "TIERED", "OFFSET", "NEXT", "OFFSET", "LAG", "TIERED", "AT") {
+		// TIERED AT is a date and a time.
+		if len(f) != 8 {
+			fail("bucket line %q: want table, partition, bucket, tiered and next offset, lag and a time", f)
+		}
+		if _, ok := buckets[f[0]]; !ok {
+			fail("unexpected table %s", f[0])
+		}
+		if seen[f[0]] == nil {
+			seen[f[0]] = map[string]bool{}
+		}
+		seen[f[0]][f[2]] = true
+		tiered, err1 := strconv.ParseInt(f[3], 10, 64)
+		next, err2 := strconv.ParseInt(f[4], 10, 64)
+		if err1 != nil || err2 != nil || f[1] != "-" || tiered != next || next <= 0 || f[5] != "0" {
+			fail("bucket line %q: want an unpartitioned bucket tiered to its next offset, lag 0", f)
+		}
+		if _, err := time.ParseInLocation(time.DateTime, f[6]+" "+f[7], time.Local); err != nil {
+			fail("bucket line %q: tiered at: %v", f, err)
+		}
+		if f[0] == logTable {
+			logNext += next
+		}
+	}
+	for name, n := range buckets {
+		if len(seen[name]) != n {
+			fail("%s: %d buckets listed, want %d", name, len(seen[name]), n)
+		}
+	}
+	if logNext != rows {
+		fail("the next offsets of %s add up to %d, want its %d rows", logTable, logNext, rows)
+	}
+	tables := lines(sections[1], "TABLE", "FRESHNESS", "LAG", "RECORDS", "SNAPSHOT")
+	if len(tables) != len(buckets) {
+		fail("%d table lines, want %d", len(tables), len(buckets))
+	}
+	for _, f := range tables {
+		snap, err := strconv.ParseInt(safeField(f, 3), 10, 64)
+		if _, ok := buckets[safeField(f, 0)]; !ok || len(f) != 4 || f[1] != "200ms" || f[2] != "0" || err != nil || snap == 0 {
+			fail("table line %q: want a table listed above, freshness 200ms, lag 0 and a snapshot", f)
+		}
+	}
+}
+
+func safeField(f []string, i int) string {
+	if i < len(f) {
+		return f[i]
+	}
+	return ""
 }
