@@ -16,13 +16,17 @@ import (
 
 // TestQuickStart is the README's quick start: `strom server` with no
 // configuration keeps everything under ./data, and the CLI manages
-// databases and tables.
-func TestQuickStart(t *testing.T) {
+// databases and tables. The same CLI session runs on PostgreSQL and S3,
+// where nothing of the catalog or the objects is under ./data.
+func TestQuickStart(t *testing.T) { onBackends(t, testQuickStart) }
+
+func testQuickStart(t *testing.T, be backend) {
 	dir := t.TempDir()
-	p := startServer(t, dir)
+	p := startServer(t, dir, be.args...)
 	for _, sub := range []string{"data/catalog", "data/objects"} {
-		if fi, err := os.Stat(filepath.Join(dir, sub)); err != nil || !fi.IsDir() {
-			t.Fatalf("embedded defaults did not create %s: %v", sub, err)
+		fi, err := os.Stat(filepath.Join(dir, sub))
+		if there := err == nil && fi.IsDir(); there != be.embedded {
+			t.Fatalf("./%s exists: %v, want %v with the embedded defaults, and only with them", sub, there, be.embedded)
 		}
 	}
 

@@ -126,12 +126,15 @@ func appendRows(t *testing.T, rows ...map[string]any) []byte {
 }
 
 // TestBadInput sends bad requests as curl would (HTTP JSON) to a server
-// with embedded defaults and a 64 KiB request limit: each gets a clean
-// Connect error with the right code naming what is wrong, the server stays
-// up, and nothing is written.
-func TestBadInput(t *testing.T) {
+// with a 64 KiB request limit, on each backend: each gets a clean Connect
+// error with the right code naming what is wrong (the catalog's own
+// errors, such as a missing table, included), the server stays up, and
+// nothing is written.
+func TestBadInput(t *testing.T) { onBackends(t, testBadInput) }
+
+func testBadInput(t *testing.T, be backend) {
 	dir := t.TempDir()
-	p := startServer(t, dir, "-server.max-request-bytes", "65536")
+	p := startServer(t, dir, append(be.args, "-server.max-request-bytes", "65536")...)
 	cli(t, p, "db", "create", "e2e")
 	cli(t, p, "table", "create", "e2e.bad", "-c", "id BIGINT NOT NULL", "-c", "name STRING NOT NULL", "-c", "v DOUBLE",
 		"--buckets", "2", "--bucket-key", "id")

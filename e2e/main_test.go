@@ -1,6 +1,28 @@
-// Package e2e runs the real strom binary against real PostgreSQL and a real
-// S3 server (versitygw), as users run it: processes, flags, config files,
-// the CLI, curl-style HTTP JSON, gRPC and signals.
+// Package e2e runs the real strom binary as users run it: processes, flags,
+// config files, the CLI, curl-style HTTP JSON, gRPC and signals.
+//
+// Which catalog and object store a test's server uses depends on what the
+// test is about:
+//
+//   - PostgreSQL and S3, the test harness's own (testenv: a PostgreSQL
+//     cluster and versitygw processes, each test with its own database and
+//     bucket): the tests of durability and failure — kills, restarts and
+//     outages of either, full disks, clusters of frontends, leases, primary
+//     keys and their recovery, tiering and the lake, the Go client — since a
+//     deployment runs there, and only there can a dependency fail on its own
+//     or be shared by several processes.
+//   - Both, as subtests "embedded" and "postgres+s3" (onBackends): the
+//     user-facing sessions whose outcome goes through the catalog or the
+//     object store — TestQuickStart (databases and tables from the CLI),
+//     TestBadInput (refused writes leave no trace; catalog errors such as a
+//     missing table get the same codes), TestPrimaryKeyCLI and
+//     TestRetentionDeletesExpiredSegments (the sweep deletes from both the
+//     catalog and the objects).
+//   - The embedded defaults only: the tests of the transport — TestGRPCurl
+//     (reflection and health), TestMalformedRequests (protocol errors) and
+//     TestTLS — whose requests are decided by the HTTP, Connect, gRPC and
+//     TLS layers the same way on any backend; and the quick start's
+//     defaults themselves (TestQuickStart's "embedded").
 package e2e
 
 import (

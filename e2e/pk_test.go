@@ -436,9 +436,12 @@ func TestPrimaryKeyKillAndRecover(t *testing.T) {
 }
 
 // TestPrimaryKeyCLI: the CLI's upsert, delete, lookup, scan and count, and
-// bad input refused with the cause named and nothing written.
-func TestPrimaryKeyCLI(t *testing.T) {
-	p := startServer(t, t.TempDir())
+// bad input refused with the cause named and nothing written, on each
+// backend.
+func TestPrimaryKeyCLI(t *testing.T) { onBackends(t, testPrimaryKeyCLI) }
+
+func testPrimaryKeyCLI(t *testing.T, be backend) {
+	p := startServer(t, t.TempDir(), be.args...)
 	cli(t, p, "db", "create", "shop")
 	cli(t, p, "table", "create", "shop.customers", "-c", "region STRING NOT NULL", "-c", "id BIGINT NOT NULL", "-c", "name STRING", "-c", "city STRING",
 		"--primary-key", "region,id", "--bucket-key", "region", "--buckets", "4")

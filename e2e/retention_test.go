@@ -3,8 +3,6 @@ package e2e
 import (
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +10,15 @@ import (
 
 // TestRetentionDeletesExpiredSegments: with table.log.ttl, committed
 // segments older than the TTL disappear from the catalog and the object
-// store, the earliest offset moves, and reading before it is out_of_range.
+// store, the earliest offset moves, and reading before it is out_of_range;
+// on each backend.
 func TestRetentionDeletesExpiredSegments(t *testing.T) {
+	onBackends(t, testRetentionDeletesExpiredSegments)
+}
+
+func testRetentionDeletesExpiredSegments(t *testing.T, be backend) {
 	dir := t.TempDir()
-	p := startServer(t, dir, "-retention.interval", "200ms")
+	p := startServer(t, dir, append(be.args, "-retention.interval", "200ms")...)
 	post := func(method, body string) (int, string) {
 		t.Helper()
 		resp, err := http.Post(p.url()+"/strom.v1."+method, "application/json", strings.NewReader(body))
@@ -33,16 +36,7 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 			t.Fatalf("append: %d %s", code, body)
 		}
 	}
-	objects := func() int {
-		n := 0
-		_ = filepath.Walk(filepath.Join(dir, "data", "objects", "segments"), func(_ string, fi os.FileInfo, err error) error {
-			if err == nil && !fi.IsDir() {
-				n++
-			}
-			return nil
-		})
-		return n
-	}
+	objects := func() int { return be.segmentObjects(t, dir) }
 	if objects() == 0 {
 		t.Fatal("no segment object written")
 	}
