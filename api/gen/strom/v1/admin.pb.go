@@ -426,7 +426,10 @@ type CreateTableRequest struct {
 	PartitionKey string `protobuf:"bytes,6,opt,name=partition_key,json=partitionKey,proto3" json:"partition_key,omitempty"`
 	// Properties: table.log.ttl, table.log.compression, table.datalake.enabled,
 	// table.datalake.freshness, table.merge-engine,
-	// table.merge-engine.version-column; other keys are kept as user metadata.
+	// table.merge-engine.version-column and
+	// table.merge-engine.aggregate.<column> (README: Table properties). Any
+	// other table.* key is refused; keys outside table.* are kept as user
+	// metadata.
 	Properties map[string]string `protobuf:"bytes,7,rep,name=properties,proto3" json:"properties,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Succeed without change if the table exists.
 	IfNotExists   bool `protobuf:"varint,8,opt,name=if_not_exists,json=ifNotExists,proto3" json:"if_not_exists,omitempty"`

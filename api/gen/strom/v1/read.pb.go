@@ -338,7 +338,9 @@ type FetchRequest struct {
 	Bucket int32 `protobuf:"varint,4,opt,name=bucket,proto3" json:"bucket,omitempty"`
 	// First offset to read.
 	Offset int64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
-	// Upper bound of the bytes returned (at least one batch is returned).
+	// Upper bound of the stored (compressed) bytes of the projected columns
+	// read for the response: batches are returned while they fit, at least
+	// one. 0 (or negative): 4 MiB; at most 64 MiB.
 	MaxBytes int64 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// How long to wait for new data when none is committed after offset.
 	MaxWaitMs int32 `protobuf:"varint,7,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"`
