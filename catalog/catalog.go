@@ -75,6 +75,11 @@ type Store interface {
 	// ListBuckets returns the bucket rows of a table (every partition),
 	// ordered by partition then bucket.
 	ListBuckets(ctx context.Context, tableID int64) ([]BucketState, error)
+	// GetBucket returns one bucket's row (its lease and offsets) in one
+	// indexed read. ErrNotFound when the bucket has no row: its table does
+	// not exist, or its partition was never led (AcquireLease creates the
+	// rows of a partition).
+	GetBucket(ctx context.Context, b BucketID) (BucketState, error)
 	// ListAllBuckets returns the bucket rows of every table (every
 	// partition), ordered by table id, partition, then bucket.
 	ListAllBuckets(ctx context.Context) ([]BucketState, error)

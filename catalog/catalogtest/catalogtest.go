@@ -85,6 +85,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store, opts ...Option
 		{"RemoveMember", testRemoveMember},
 		{"MemberValidation", testMemberValidation},
 		{"ListAllBuckets", testListAllBuckets},
+		{"GetBucket", testGetBucket},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })

@@ -623,6 +623,24 @@ func (s *Store) ListBuckets(ctx context.Context, tableID int64) ([]catalog.Bucke
 	return out, err
 }
 
+// GetBucket implements catalog.Store with one key lookup.
+func (s *Store) GetBucket(ctx context.Context, b catalog.BucketID) (catalog.BucketState, error) {
+	var out catalog.BucketState
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		r, ok, err := get[bucketRec](tx.Bucket(bktBuckets), bucketKey(b))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("bucket %v", b)
+		}
+		out = catalog.BucketState{BucketID: b, Leader: r.Leader, Epoch: r.Epoch, LeaseExpiry: r.LeaseExpiry,
+			NextOffset: r.NextOffset, StartOffset: r.StartOffset}
+		return nil
+	})
+	return out, err
+}
+
 // ListAllBuckets implements catalog.Store: one scan of the buckets bucket,
 // whose key order is (table id, partition, bucket).
 func (s *Store) ListAllBuckets(ctx context.Context) ([]catalog.BucketState, error) {

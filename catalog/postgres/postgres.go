@@ -530,6 +530,19 @@ func (s *Store) ListBuckets(ctx context.Context, tableID int64) ([]catalog.Bucke
 	return bs, nil
 }
 
+// GetBucket implements catalog.Store with one primary-key lookup.
+func (s *Store) GetBucket(ctx context.Context, b catalog.BucketID) (catalog.BucketState, error) {
+	st, err := scanBucket(s.pool.QueryRow(ctx, `SELECT `+bucketColumns+` FROM buckets WHERE table_id = $1 AND partition = $2 AND bucket = $3`,
+		b.TableID, b.Partition, b.Bucket))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return catalog.BucketState{}, notFound("bucket %v", b)
+	}
+	if err != nil {
+		return catalog.BucketState{}, mapErr(fmt.Sprintf("get bucket %v", b), err)
+	}
+	return st, nil
+}
+
 // ListAllBuckets implements catalog.Store in one query.
 func (s *Store) ListAllBuckets(ctx context.Context) ([]catalog.BucketState, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT `+bucketColumns+` FROM buckets ORDER BY table_id, partition, bucket`)
