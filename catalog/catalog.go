@@ -125,13 +125,17 @@ type Store interface {
 	// WriterSequences returns the idempotent writers' last committed
 	// sequences in the bucket, as CommitSegment recorded them.
 	WriterSequences(ctx context.Context, b BucketID) ([]WriterSequence, error)
-	// WatchCommits calls fn for every range committed to any bucket by any
-	// process (PostgreSQL LISTEN/NOTIFY; an in-process signal for the
-	// embedded store) until ctx is done or the watch fails. Notifications
-	// may be coalesced or, after a failure, lost: fn's callers re-read the
-	// catalog rather than trust a count. It returns ctx.Err() when ctx ends
-	// and an ErrUnavailable error when the notification channel fails.
-	WatchCommits(ctx context.Context, fn func(b BucketID, nextOffset int64)) error
+	// Watch reports the catalog changes that any process makes — commits
+	// and table changes — to ev until ctx is done or the watch fails
+	// (PostgreSQL LISTEN/NOTIFY on one dedicated connection; an in-process
+	// signal for the embedded store). Changes made while no watch listens
+	// (before ev.Listening, or between a failure and a new watch) are not
+	// reported. Commit notifications may be coalesced: their callers
+	// re-read the catalog rather than trust a count. Table changes are
+	// reported one by one, in the order they were made. It returns ctx.Err()
+	// when ctx ends and an ErrUnavailable error when the notification
+	// channel fails or the store is closed.
+	Watch(ctx context.Context, ev Events) error
 
 	// Heartbeat inserts or updates the row of member m.ID with m's Address,
 	// APIAddress and Roles, and Expiry = the store's now + ttl; m.Started
@@ -169,6 +173,41 @@ type Store interface {
 
 	// Close releases the store's resources.
 	Close() error
+}
+
+// Events are the callbacks of Store.Watch; a nil one is skipped. They run
+// on Watch's goroutine, one at a time, and must not block for long: the
+// watch reads no further notification meanwhile.
+type Events struct {
+	// Listening is called once the watch listens, before any other
+	// callback: every change whose Store call returns after it starts is
+	// reported. A watcher that caches catalog state drops it here, since
+	// changes made before (while no watch listened) are not reported.
+	Listening func()
+	// Commit reports that ranges of bucket b were committed up to
+	// nextOffset (exclusive).
+	Commit func(b BucketID, nextOffset int64)
+	// Table reports that a table was created, altered (AddColumns) or
+	// dropped (DropTable, DropDatabase with cascade).
+	Table func(TableChange)
+	// Synced, when SyncInterval is positive, is called about every
+	// SyncInterval with a time at, read from the caller's clock: every
+	// change whose Store call, in any process, returned before at has been
+	// reported (its callback returned) before Synced(at) is called. A
+	// watch whose notifications lag, or whose connection silently broke,
+	// stops calling it.
+	Synced       func(at time.Time)
+	SyncInterval time.Duration
+}
+
+// TableChange names a table that was created, altered or dropped.
+type TableChange struct {
+	ID       int64
+	Database string
+	Name     string
+	// SchemaVersion is the table's schema version after the change; 0 when
+	// the table was dropped.
+	SchemaVersion int32
 }
 
 // Database is a namespace of tables.

@@ -120,6 +120,10 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store, opts ...Option
 		s := open(t)
 		testWatchCommits(t, s, handles(t, s, 1)[0])
 	})
+	t.Run("WatchTables", func(t *testing.T) {
+		s := open(t)
+		testWatchTables(t, s, handles(t, s, 1)[0])
+	})
 	t.Run("WatchClosed", func(t *testing.T) {
 		s := newStore(t)
 		t.Cleanup(func() { _ = s.Close() }) // a second Close; its error is not the point

@@ -410,7 +410,7 @@ type watchCall struct {
 	next int64
 }
 
-// watchRecorder runs WatchCommits in a goroutine and records its calls.
+// watchRecorder runs Watch in a goroutine and records its commit calls.
 type watchRecorder struct {
 	mu     sync.Mutex
 	calls  []watchCall
@@ -419,19 +419,24 @@ type watchRecorder struct {
 	cancel context.CancelFunc
 }
 
+// startWatch starts a watch of commits and waits until it listens.
 func startWatch(t *testing.T, s catalog.Store) *watchRecorder {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watchRecorder{signal: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel}
+	listening := make(chan struct{})
 	go func() {
-		w.done <- s.WatchCommits(ctx, func(b catalog.BucketID, next int64) {
-			w.mu.Lock()
-			w.calls = append(w.calls, watchCall{b, next})
-			w.mu.Unlock()
-			select {
-			case w.signal <- struct{}{}:
-			default:
-			}
+		w.done <- s.Watch(ctx, catalog.Events{
+			Listening: func() { close(listening) },
+			Commit: func(b catalog.BucketID, next int64) {
+				w.mu.Lock()
+				w.calls = append(w.calls, watchCall{b, next})
+				w.mu.Unlock()
+				select {
+				case w.signal <- struct{}{}:
+				default:
+				}
+			},
 		})
 	}()
 	t.Cleanup(func() {
@@ -440,9 +445,16 @@ func startWatch(t *testing.T, s catalog.Store) *watchRecorder {
 		case err := <-w.done:
 			_ = err // the watch's own result is checked by the test
 		case <-time.After(5 * time.Second):
-			t.Errorf("WatchCommits did not return within 5s of the end of its test")
+			t.Errorf("Watch did not return within 5s of the end of its test")
 		}
 	})
+	select {
+	case <-listening:
+	case err := <-w.done:
+		t.Fatalf("Watch ended before it listened: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Watch did not call Listening within 10s")
+	}
 	return w
 }
 
@@ -474,21 +486,12 @@ func testWatchCommits(t *testing.T, s catalog.Store, writer catalog.Store) {
 	}
 	w := startWatch(t, s)
 
-	// The watch may not be listening yet: commit one-record ranges until it
-	// reports one.
-	var next int64
-	committed := map[watchCall]bool{}
-	warm := time.Now().Add(5 * time.Second)
-	for {
-		noErr(t, writer.CommitSegment(ctx, catalog.Segment{ObjectKey: fmt.Sprintf("warm/%d", next), Ranges: []catalog.SegmentRange{rng(b0, epochs[b0], next, next+1)}}), "CommitSegment warm-up")
-		next++
-		committed[watchCall{b0, next}] = true
-		if w.waitForWithin(b0, next, 100*time.Millisecond) {
-			break
-		}
-		if time.Now().After(warm) {
-			t.Fatalf("WatchCommits reported none of %d commits within 5s; calls: %v", next, w.snapshot())
-		}
+	// The watch listens: a commit is reported.
+	next := int64(1)
+	committed := map[watchCall]bool{{b0, next}: true}
+	noErr(t, writer.CommitSegment(ctx, catalog.Segment{ObjectKey: "first", Ranges: []catalog.SegmentRange{rng(b0, epochs[b0], 0, next)}}), "CommitSegment")
+	if !w.waitFor(b0, next) {
+		t.Fatalf("Watch did not report the first commit within 5s; calls: %v", w.snapshot())
 	}
 
 	// One segment over three buckets (one in a partition): each reported
@@ -500,7 +503,7 @@ func testWatchCommits(t *testing.T, s catalog.Store, writer catalog.Store) {
 	for _, c := range []watchCall{{b0, next}, {b1, 4}, {p3, 7}} {
 		committed[c] = true
 		if !w.waitFor(c.b, c.next) {
-			t.Fatalf("WatchCommits did not report %v within 5s; calls: %v", c, w.snapshot())
+			t.Fatalf("Watch did not report %v within 5s; calls: %v", c, w.snapshot())
 		}
 	}
 
@@ -516,16 +519,16 @@ func testWatchCommits(t *testing.T, s catalog.Store, writer catalog.Store) {
 		committed[watchCall{b0, next}] = true
 	}
 	if !w.waitFor(b0, next) {
-		t.Fatalf("WatchCommits did not report %v within 5s; calls: %v", watchCall{b0, next}, w.snapshot())
+		t.Fatalf("Watch did not report %v within 5s; calls: %v", watchCall{b0, next}, w.snapshot())
 	}
 	calls := w.snapshot()
 	last := map[catalog.BucketID]int64{}
 	for _, c := range calls {
 		if !committed[c] {
-			t.Fatalf("WatchCommits reported %v, which no commit produced; calls: %v", c, calls)
+			t.Fatalf("Watch reported %v, which no commit produced; calls: %v", c, calls)
 		}
 		if c.next < last[c.b] {
-			t.Fatalf("WatchCommits reported %v after next offset %d; calls: %v", c, last[c.b], calls)
+			t.Fatalf("Watch reported %v after next offset %d; calls: %v", c, last[c.b], calls)
 		}
 		last[c.b] = c.next
 	}
@@ -550,24 +553,24 @@ func testWatchCommits(t *testing.T, s catalog.Store, writer catalog.Store) {
 	select {
 	case err := <-w.done:
 		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("WatchCommits after cancel = %v, want context.Canceled", err)
+			t.Fatalf("Watch after cancel = %v, want context.Canceled", err)
 		}
 		w.done <- err // for the cleanup
 	case <-time.After(5 * time.Second):
-		t.Fatalf("WatchCommits did not return within 5s of cancel")
+		t.Fatalf("Watch did not return within 5s of cancel")
 	}
 	// A deadline is reported as such.
 	dctx, dcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer dcancel()
 	errc := make(chan error, 1)
-	go func() { errc <- s.WatchCommits(dctx, func(catalog.BucketID, int64) {}) }()
+	go func() { errc <- s.Watch(dctx, catalog.Events{}) }()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("WatchCommits past its deadline = %v, want context.DeadlineExceeded", err)
+			t.Fatalf("Watch past its deadline = %v, want context.DeadlineExceeded", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatalf("WatchCommits did not return within 5s of its deadline")
+		t.Fatalf("Watch did not return within 5s of its deadline")
 	}
 }
 
@@ -595,15 +598,15 @@ func testWatchClosed(t *testing.T, s catalog.Store) {
 	errc := make(chan error, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	go func() { errc <- s.WatchCommits(ctx, func(catalog.BucketID, int64) {}) }()
+	go func() { errc <- s.Watch(ctx, catalog.Events{Commit: func(catalog.BucketID, int64) {}}) }()
 	time.Sleep(200 * time.Millisecond) // let it start listening (a close before is fine too)
 	noErr(t, s.Close(), "Close")
 	select {
 	case err := <-errc:
 		if !errors.Is(err, catalog.ErrUnavailable) {
-			t.Fatalf("WatchCommits on a closed store = %v, want ErrUnavailable", err)
+			t.Fatalf("Watch on a closed store = %v, want ErrUnavailable", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatalf("WatchCommits did not return within 5s of Close")
+		t.Fatalf("Watch did not return within 5s of Close")
 	}
 }

@@ -47,16 +47,17 @@ type Store struct {
 
 	mu        sync.Mutex
 	watchers  map[*watcher]struct{}
-	closed    chan struct{} // closed by Close; ends WatchCommits
+	closed    chan struct{} // closed by Close; ends Watch
 	closeOnce sync.Once
 }
 
-// watcher is one WatchCommits call: the newest next offset of every bucket
-// committed since it last looked, and a signal (capacity 1) that there is
-// something to look at. Commits never block on a slow watcher; they
-// coalesce per bucket.
+// watcher is one Watch call: the newest next offset of every bucket
+// committed since it last looked, the table changes made since, and a
+// signal (capacity 1) that there is something to look at. Mutations never
+// block on a slow watcher; commits coalesce per bucket.
 type watcher struct {
 	pending map[catalog.BucketID]int64 // guarded by Store.mu
+	tables  []catalog.TableChange      // in the order made; guarded by Store.mu
 	signal  chan struct{}
 }
 
@@ -90,7 +91,7 @@ func Open(path string) (*Store, error) {
 	}, nil
 }
 
-// Close closes the file and ends running WatchCommits calls (with
+// Close closes the file and ends running Watch calls (with
 // ErrUnavailable). Calls after Close fail.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.closed) })
@@ -304,7 +305,8 @@ func (s *Store) ListDatabases(ctx context.Context) ([]catalog.Database, error) {
 
 // DropDatabase implements catalog.Store.
 func (s *Store) DropDatabase(ctx context.Context, name string, cascade bool) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	var dropped []catalog.TableChange
+	err := s.update(ctx, func(tx *bolt.Tx) error {
 		dbs := tx.Bucket(bktDatabases)
 		if dbs.Get([]byte(name)) == nil {
 			return notFound("database %q", name)
@@ -319,12 +321,19 @@ func (s *Store) DropDatabase(ctx context.Context, name string, cascade bool) err
 			return fmt.Errorf("catalog/embedded: database %q holds %d tables; drop them or cascade: %w", name, len(ids), catalog.ErrNotEmpty)
 		}
 		for _, id := range ids {
-			if err := dropTable(tx, id); err != nil {
+			c, err := dropTable(tx, id)
+			if err != nil {
 				return err
 			}
+			dropped = append(dropped, c)
 		}
 		return dbs.Delete([]byte(name))
 	})
+	if err != nil {
+		return err
+	}
+	s.notifyTables(dropped...)
+	return nil
 }
 
 func loadTable(tx *bolt.Tx, id int64) (catalog.Table, bool, error) {
@@ -441,6 +450,7 @@ func (s *Store) CreateTable(ctx context.Context, spec catalog.TableSpec) (catalo
 	if err != nil {
 		return catalog.Table{}, err
 	}
+	s.notifyTables(catalog.TableChange{ID: t.ID, Database: t.Database, Name: t.Name, SchemaVersion: t.SchemaVersion})
 	return t, nil
 }
 
@@ -497,22 +507,35 @@ func (s *Store) ListTables(ctx context.Context, database string) ([]catalog.Tabl
 
 // DropTable implements catalog.Store.
 func (s *Store) DropTable(ctx context.Context, database, name string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	var dropped catalog.TableChange
+	err := s.update(ctx, func(tx *bolt.Tx) error {
 		id, ok := lookupTable(tx, database, name)
 		if !ok {
 			return notFound("table %q.%q", database, name)
 		}
-		return dropTable(tx, id)
+		var err error
+		dropped, err = dropTable(tx, id)
+		return err
 	})
+	if err != nil {
+		return err
+	}
+	s.notifyTables(dropped)
+	return nil
 }
 
 // dropTable removes a table and everything keyed by it; object rows go when
-// their last range does.
-func dropTable(tx *bolt.Tx, id int64) error {
+// their last range does. It returns the change to report.
+func dropTable(tx *bolt.Tx, id int64) (catalog.TableChange, error) {
 	rec, ok, err := get[tableRec](tx.Bucket(bktTables), u64(id))
 	if err != nil || !ok {
-		return err
+		return catalog.TableChange{}, err
 	}
+	return catalog.TableChange{ID: id, Database: rec.Database, Name: rec.Name}, dropTableRec(tx, id, rec)
+}
+
+// dropTableRec deletes table id, whose record is rec.
+func dropTableRec(tx *bolt.Tx, id int64, rec tableRec) error {
 	if err := tx.Bucket(bktTableNames).Delete(nameKey(rec.Database, rec.Name)); err != nil {
 		return err
 	}
@@ -521,7 +544,7 @@ func dropTable(tx *bolt.Tx, id int64) error {
 	}
 	p := tablePrefix(id)
 	objects := tx.Bucket(bktObjects)
-	err = deletePrefix(tx.Bucket(bktRanges), p, func(k, v []byte) error {
+	err := deletePrefix(tx.Bucket(bktRanges), p, func(k, v []byte) error {
 		var r rangeRec
 		if err := json.Unmarshal(v, &r); err != nil {
 			return fmt.Errorf("catalog/embedded: corrupt range %x: %w", k, err)
@@ -584,6 +607,7 @@ func (s *Store) AddColumns(ctx context.Context, database, name string, columns [
 	if err != nil {
 		return catalog.Table{}, err
 	}
+	s.notifyTables(catalog.TableChange{ID: t.ID, Database: t.Database, Name: t.Name, SchemaVersion: t.SchemaVersion})
 	return t, nil
 }
 
@@ -846,6 +870,23 @@ func (s *Store) notify(ranges []catalog.SegmentRange) {
 				w.pending[r.Bucket] = r.EndOffset
 			}
 		}
+		select {
+		case w.signal <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// notifyTables tells every watcher about table changes, after their
+// transaction committed.
+func (s *Store) notifyTables(changes ...catalog.TableChange) {
+	if len(changes) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w := range s.watchers {
+		w.tables = append(w.tables, changes...)
 		select {
 		case w.signal <- struct{}{}:
 		default:
@@ -1151,13 +1192,17 @@ func (s *Store) WriterSequences(ctx context.Context, b catalog.BucketID) ([]cata
 	return out, err
 }
 
-// WatchCommits implements catalog.Store with an in-process broadcast that
-// CommitSegment feeds after its transaction commits. fn runs on the calling
-// goroutine; commits never wait for it: while fn runs, further commits are
-// coalesced to the newest next offset per bucket, and a bucket's next
-// offset is never reported lower than one reported before. It returns
-// ctx.Err() when ctx ends and ErrUnavailable once the store is closed.
-func (s *Store) WatchCommits(ctx context.Context, fn func(b catalog.BucketID, nextOffset int64)) error {
+// Watch implements catalog.Store with an in-process broadcast that the
+// mutating methods feed after their transaction commits, before they
+// return. The callbacks run on the calling goroutine; mutations never wait
+// for them: while they run, further commits are coalesced to the newest
+// next offset per bucket (a bucket's next offset is never reported lower
+// than one reported before), and table changes queue up in order. With
+// ev.Synced, it reads the clock every ev.SyncInterval, reports what is
+// queued, then calls Synced with the time read: every mutation that
+// returned before it was queued by then. It returns ctx.Err() when ctx ends
+// and ErrUnavailable once the store is closed.
+func (s *Store) Watch(ctx context.Context, ev catalog.Events) error {
 	w := &watcher{pending: map[catalog.BucketID]int64{}, signal: make(chan struct{}, 1)}
 	s.mu.Lock()
 	s.watchers[w] = struct{}{}
@@ -1167,19 +1212,39 @@ func (s *Store) WatchCommits(ctx context.Context, fn func(b catalog.BucketID, ne
 		delete(s.watchers, w)
 		s.mu.Unlock()
 	}()
+	if ev.Listening != nil {
+		ev.Listening()
+	}
+	var tick <-chan time.Time
+	if ev.Synced != nil && ev.SyncInterval > 0 {
+		t := time.NewTicker(ev.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
 	reported := map[catalog.BucketID]int64{}
 	for {
+		var synced time.Time
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.closed:
-			return fmt.Errorf("catalog/embedded: watch commits: store closed: %w", catalog.ErrUnavailable)
+			return fmt.Errorf("catalog/embedded: watch: store closed: %w", catalog.ErrUnavailable)
 		case <-w.signal:
+		case <-tick:
+			synced = time.Now()
 		}
 		s.mu.Lock()
-		pending := w.pending
-		w.pending = map[catalog.BucketID]int64{}
+		pending, tables := w.pending, w.tables
+		w.pending, w.tables = map[catalog.BucketID]int64{}, nil
 		s.mu.Unlock()
+		for _, c := range tables {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if ev.Table != nil {
+				ev.Table(c)
+			}
+		}
 		ids := slices.SortedFunc(maps.Keys(pending), catalog.BucketID.Compare)
 		for _, b := range ids {
 			if ctx.Err() != nil {
@@ -1190,7 +1255,12 @@ func (s *Store) WatchCommits(ctx context.Context, fn func(b catalog.BucketID, ne
 				continue // a late signal of a commit already reported
 			}
 			reported[b] = next
-			fn(b, next)
+			if ev.Commit != nil {
+				ev.Commit(b, next)
+			}
+		}
+		if !synced.IsZero() {
+			ev.Synced(synced)
 		}
 	}
 }

@@ -7,18 +7,21 @@
 // expiry are judged by the database clock (now()), never by the caller's.
 // CommitSegment runs in one transaction that locks the affected bucket rows
 // in (table, partition, bucket) order and notifies channel "strom_commits"
-// once per committed range with a JSON Notification; WatchCommits listens
-// on a dedicated connection.
+// once per committed range with a JSON Notification; table changes notify
+// "strom_tables". Watch listens on a dedicated connection.
 package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +48,35 @@ type Notification struct {
 	NextOffset int64  `json:"next_offset"`
 }
 
+// TablesChannel is the channel CreateTable, AddColumns, DropTable and
+// DropDatabase (per dropped table) notify with a JSON TableNotification,
+// delivered when their transaction commits.
+const TablesChannel = "strom_tables"
+
+// TableNotification is the JSON payload on TablesChannel:
+// {"table_id":7,"database":"db","name":"t","schema_version":2};
+// schema_version is 0 when the table was dropped.
+type TableNotification struct {
+	TableID       int64  `json:"table_id"`
+	Database      string `json:"database"`
+	Name          string `json:"name"`
+	SchemaVersion int32  `json:"schema_version"`
+}
+
+// syncChannelPrefix starts the name of the channel on which a watch sends
+// its sync pings to itself (catalog.Events.Synced).
+const syncChannelPrefix = "strom_sync_"
+
+// notifyTable queues c's notification on TablesChannel in tx.
+func notifyTable(ctx context.Context, tx pgx.Tx, c catalog.TableChange) error {
+	payload, err := json.Marshal(TableNotification{TableID: c.ID, Database: c.Database, Name: c.Name, SchemaVersion: c.SchemaVersion})
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, TablesChannel, string(payload))
+	return err
+}
+
 // IdleInTransactionTimeout is the idle_in_transaction_session_timeout of
 // the store's sessions unless the connection string sets one.
 const IdleInTransactionTimeout = "5s"
@@ -59,7 +91,7 @@ var migrationFS embed.FS
 // Store is a catalog.Store on PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
-	// closed is cancelled by Close; it ends running WatchCommits calls.
+	// closed is cancelled by Close; it ends running Watch calls.
 	closed      context.Context
 	closeCancel context.CancelFunc
 }
@@ -128,7 +160,7 @@ func migrateSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// Close closes the connection pool and ends running WatchCommits calls
+// Close closes the connection pool and ends running Watch calls
 // (with ErrUnavailable).
 func (s *Store) Close() error {
 	s.closeCancel()
@@ -271,13 +303,24 @@ func (s *Store) DropDatabase(ctx context.Context, name string, cascade bool) err
 		if err != nil {
 			return err
 		}
-		rows, _ := tx.Query(ctx, `SELECT id FROM tables WHERE database = $1 ORDER BY id FOR UPDATE`, name)
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		rows, _ := tx.Query(ctx, `SELECT id, name FROM tables WHERE database = $1 ORDER BY id FOR UPDATE`, name)
+		dropped, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.TableChange, error) {
+			c := catalog.TableChange{Database: name}
+			err := r.Scan(&c.ID, &c.Name)
+			return c, err
+		})
 		if err != nil {
 			return err
 		}
-		if len(ids) > 0 && !cascade {
-			return fmt.Errorf("catalog/postgres: database %q holds %d tables; drop them or cascade: %w", name, len(ids), catalog.ErrNotEmpty)
+		if len(dropped) > 0 && !cascade {
+			return fmt.Errorf("catalog/postgres: database %q holds %d tables; drop them or cascade: %w", name, len(dropped), catalog.ErrNotEmpty)
+		}
+		ids := make([]int64, len(dropped))
+		for i, c := range dropped {
+			ids[i] = c.ID
+			if err := notifyTable(ctx, tx, c); err != nil {
+				return err
+			}
 		}
 		if err := dropTables(ctx, tx, ids); err != nil {
 			return err
@@ -393,8 +436,10 @@ func (s *Store) CreateTable(ctx context.Context, spec catalog.TableSpec) (catalo
 			SELECT $1, '', g FROM generate_series(0, $2 - 1) g`, id, spec.Buckets); err != nil {
 			return err
 		}
-		t, err = scanTable(tx.QueryRow(ctx, `SELECT `+tableColumns+tableFrom+`WHERE t.id = $1`, id))
-		return err
+		if t, err = scanTable(tx.QueryRow(ctx, `SELECT `+tableColumns+tableFrom+`WHERE t.id = $1`, id)); err != nil {
+			return err
+		}
+		return notifyTable(ctx, tx, catalog.TableChange{ID: id, Database: t.Database, Name: t.Name, SchemaVersion: t.SchemaVersion})
 	})
 	if err != nil {
 		return catalog.Table{}, err
@@ -450,6 +495,9 @@ func (s *Store) DropTable(ctx context.Context, database, name string) error {
 		if err != nil {
 			return err
 		}
+		if err := notifyTable(ctx, tx, catalog.TableChange{ID: id, Database: database, Name: name}); err != nil {
+			return err
+		}
 		return dropTables(ctx, tx, []int64{id})
 	})
 }
@@ -476,8 +524,10 @@ func (s *Store) AddColumns(ctx context.Context, database, name string, columns [
 			t.ID, t.SchemaVersion, toSchemaJSON(t.Schema)); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE tables SET schema_version = $2 WHERE id = $1`, t.ID, t.SchemaVersion)
-		return err
+		if _, err := tx.Exec(ctx, `UPDATE tables SET schema_version = $2 WHERE id = $1`, t.ID, t.SchemaVersion); err != nil {
+			return err
+		}
+		return notifyTable(ctx, tx, catalog.TableChange{ID: t.ID, Database: t.Database, Name: t.Name, SchemaVersion: t.SchemaVersion})
 	})
 	if err != nil {
 		return catalog.Table{}, err
@@ -983,15 +1033,24 @@ func (s *Store) WriterSequences(ctx context.Context, b catalog.BucketID) ([]cata
 	return nilIfEmpty(ws), nil
 }
 
-// WatchCommits implements catalog.Store. It opens a dedicated connection
+// Watch implements catalog.Store. It opens a dedicated connection
 // (outside the pool, with the pool's connection settings), LISTENs on
-// NotifyChannel and calls fn, on the calling goroutine, for every
-// notification in the order PostgreSQL delivers them. Payloads that are not
-// a Notification (such as the bare table ids of older binaries during a
-// rolling upgrade) are skipped. It returns ctx.Err() when ctx ends, and an
-// ErrUnavailable error when the connection fails or the store is closed.
-// Commits made while no watch was listening are not reported.
-func (s *Store) WatchCommits(ctx context.Context, fn func(b catalog.BucketID, nextOffset int64)) error {
+// NotifyChannel and TablesChannel and calls ev's callbacks on the calling
+// goroutine, in the order PostgreSQL delivers the notifications: that of
+// the commits of the transactions that sent them. Payloads that do not
+// parse (such as the bare table ids of older binaries during a rolling
+// upgrade) are skipped.
+//
+// With ev.Synced, the watch also LISTENs on a channel of its own and, every
+// ev.SyncInterval, sends itself a ping on it (pg_notify): when the ping
+// comes back, every notification of a transaction that committed before
+// the ping was sent has been delivered before it, so Synced is called with
+// the time the ping was sent. A lagging or silently broken connection
+// delays the ping, and so Synced.
+//
+// It returns ctx.Err() when ctx ends, and an ErrUnavailable error when the
+// connection fails or the store is closed.
+func (s *Store) Watch(ctx context.Context, ev catalog.Events) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(s.closed, cancel)
@@ -1001,9 +1060,9 @@ func (s *Store) WatchCommits(ctx context.Context, fn func(b catalog.BucketID, ne
 			return ctx.Err()
 		}
 		if s.closed.Err() != nil {
-			return fmt.Errorf("catalog/postgres: watch commits: store closed: %w", catalog.ErrUnavailable)
+			return fmt.Errorf("catalog/postgres: watch: store closed: %w", catalog.ErrUnavailable)
 		}
-		return fmt.Errorf("catalog/postgres: watch commits: %s: %w: %w", op, catalog.ErrUnavailable, err)
+		return fmt.Errorf("catalog/postgres: watch: %s: %w: %w", op, catalog.ErrUnavailable, err)
 	}
 	conn, err := pgx.ConnectConfig(wctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
@@ -1014,18 +1073,65 @@ func (s *Store) WatchCommits(ctx context.Context, fn func(b catalog.BucketID, ne
 		defer ccancel()
 		_ = conn.Close(cctx)
 	}()
-	if _, err := conn.Exec(wctx, "LISTEN "+pgx.Identifier{NotifyChannel}.Sanitize()); err != nil {
-		return fail("listen", err)
+	channels := []string{NotifyChannel, TablesChannel}
+	syncing := ev.Synced != nil && ev.SyncInterval > 0
+	var syncChannel string
+	if syncing {
+		var id [8]byte
+		_, _ = rand.Read(id[:]) // never fails (crypto/rand)
+		syncChannel = syncChannelPrefix + hex.EncodeToString(id[:])
+		channels = append(channels, syncChannel)
 	}
+	for _, ch := range channels {
+		if _, err := conn.Exec(wctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			return fail("listen", err)
+		}
+	}
+	if ev.Listening != nil {
+		ev.Listening()
+	}
+	var (
+		ping     int64     // the last ping sent
+		pingSent time.Time // when it was sent; zero once it came back
+		nextPing = time.Now()
+	)
 	for {
-		n, err := conn.WaitForNotification(wctx)
+		waitCtx, cancelWait := wctx, context.CancelFunc(func() {})
+		if syncing && pingSent.IsZero() {
+			waitCtx, cancelWait = context.WithDeadline(wctx, nextPing)
+		}
+		n, err := conn.WaitForNotification(waitCtx)
+		cancelWait()
 		if err != nil {
+			if wctx.Err() == nil && waitCtx.Err() != nil {
+				// Time for a ping. Notifications that arrive meanwhile are
+				// buffered by the connection and delivered in order.
+				ping++
+				pingSent = time.Now()
+				if _, err := conn.Exec(wctx, `SELECT pg_notify($1, $2)`, syncChannel, strconv.FormatInt(ping, 10)); err != nil {
+					return fail("sync", err)
+				}
+				continue
+			}
 			return fail("wait", err)
 		}
-		var p Notification
-		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
-			continue
+		switch n.Channel {
+		case NotifyChannel:
+			var p Notification
+			if json.Unmarshal([]byte(n.Payload), &p) == nil && ev.Commit != nil {
+				ev.Commit(catalog.BucketID{TableID: p.TableID, Partition: p.Partition, Bucket: p.Bucket}, p.NextOffset)
+			}
+		case TablesChannel:
+			var p TableNotification
+			if json.Unmarshal([]byte(n.Payload), &p) == nil && ev.Table != nil {
+				ev.Table(catalog.TableChange{ID: p.TableID, Database: p.Database, Name: p.Name, SchemaVersion: p.SchemaVersion})
+			}
+		case syncChannel:
+			if !pingSent.IsZero() && n.Payload == strconv.FormatInt(ping, 10) {
+				ev.Synced(pingSent)
+				nextPing = pingSent.Add(ev.SyncInterval)
+				pingSent = time.Time{}
+			}
 		}
-		fn(catalog.BucketID{TableID: p.TableID, Partition: p.Partition, Bucket: p.Bucket}, p.NextOffset)
 	}
 }

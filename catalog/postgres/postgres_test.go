@@ -233,6 +233,60 @@ func TestNotifyPayload(t *testing.T) {
 	}
 }
 
+// TestTablesPayload checks the wire contract on TablesChannel: one JSON
+// notification per created, altered or dropped table, none for a failed
+// change.
+func TestTablesPayload(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dsn := testenv.Postgres(t)
+	s := open(t, dsn)
+	defer s.Close()
+	c := connect(t, dsn)
+	if _, err := c.Exec(ctx, "LISTEN "+postgres.TablesChannel); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateDatabase(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	spec := catalog.TableSpec{Database: "db", Name: "t", Buckets: 1,
+		Schema: catalog.Schema{Columns: []catalog.Column{{Name: "id", Type: catalog.BigInt}}}}
+	tbl, err := s.CreateTable(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddColumns(ctx, "db", "t", []catalog.Column{{Name: "id", Type: catalog.Int, Nullable: true}}); !errors.Is(err, catalog.ErrInvalid) {
+		t.Fatalf("AddColumns of an existing column: %v", err)
+	}
+	if _, err := s.AddColumns(ctx, "db", "t", []catalog.Column{{Name: "v", Type: catalog.Int, Nullable: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropDatabase(ctx, "db", true); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		fmt.Sprintf(`{"table_id":%d,"database":"db","name":"t","schema_version":1}`, tbl.ID),
+		fmt.Sprintf(`{"table_id":%d,"database":"db","name":"t","schema_version":2}`, tbl.ID),
+		fmt.Sprintf(`{"table_id":%d,"database":"db","name":"t","schema_version":0}`, tbl.ID),
+	}
+	for i, w := range want {
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := c.WaitForNotification(wctx)
+		wcancel()
+		if err != nil {
+			t.Fatalf("notification %d: %v", i, err)
+		}
+		if n.Channel != postgres.TablesChannel || n.Payload != w {
+			t.Fatalf("notification %d = %s %s, want %s", i, n.Channel, n.Payload, w)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer wcancel()
+	if n, err := c.WaitForNotification(wctx); err == nil {
+		t.Fatalf("unexpected notification %s", n.Payload)
+	}
+}
+
 // waitListening waits up to 5s until a backend of the database has run
 // LISTEN and is idle, and returns its pid.
 func waitListening(t *testing.T, c *pgx.Conn) int32 {
@@ -255,9 +309,9 @@ func waitListening(t *testing.T, c *pgx.Conn) int32 {
 	}
 }
 
-// TestWatchCommitsSkipsForeignPayloads: payloads that are not a
+// TestWatchSkipsForeignPayloads: payloads that are not a
 // notification (the bare table ids of older binaries) are skipped.
-func TestWatchCommitsSkipsForeignPayloads(t *testing.T) {
+func TestWatchSkipsForeignPayloads(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dsn := testenv.Postgres(t)
@@ -272,13 +326,18 @@ func TestWatchCommitsSkipsForeignPayloads(t *testing.T) {
 	wctx, wcancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- s.WatchCommits(wctx, func(b catalog.BucketID, next int64) { calls <- call{b, next} })
+		done <- s.Watch(wctx, catalog.Events{
+			Commit: func(b catalog.BucketID, next int64) { calls <- call{b, next} },
+			Table:  func(c catalog.TableChange) { t.Errorf("table change %+v reported for a foreign payload", c) },
+		})
 	}()
 	c := connect(t, dsn)
 	waitListening(t, c)
-	for _, p := range []string{"7", "not json", `{"table_id":`} {
-		if _, err := c.Exec(ctx, `SELECT pg_notify($1, $2)`, postgres.NotifyChannel, p); err != nil {
-			t.Fatal(err)
+	for _, ch := range []string{postgres.NotifyChannel, postgres.TablesChannel} {
+		for _, p := range []string{"7", "not json", `{"table_id":`} {
+			if _, err := c.Exec(ctx, `SELECT pg_notify($1, $2)`, ch, p); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if err := s.CommitSegment(ctx, catalog.Segment{ObjectKey: "o", Ranges: []catalog.SegmentRange{{Bucket: b1, Epoch: epochs[1], BaseOffset: 0, EndOffset: 3}}}); err != nil {
@@ -296,23 +355,23 @@ func TestWatchCommitsSkipsForeignPayloads(t *testing.T) {
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("WatchCommits = %v, want context.Canceled", err)
+			t.Fatalf("Watch = %v, want context.Canceled", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("WatchCommits did not return within 5s of cancel")
+		t.Fatal("Watch did not return within 5s of cancel")
 	}
 }
 
-// TestWatchCommitsConnectionLost: a terminated listening connection ends
+// TestWatchConnectionLost: a terminated listening connection ends
 // the watch with ErrUnavailable.
-func TestWatchCommitsConnectionLost(t *testing.T) {
+func TestWatchConnectionLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dsn := testenv.Postgres(t)
 	s := open(t, dsn)
 	defer s.Close()
 	done := make(chan error, 1)
-	go func() { done <- s.WatchCommits(ctx, func(catalog.BucketID, int64) {}) }()
+	go func() { done <- s.Watch(ctx, catalog.Events{}) }()
 	c := connect(t, dsn)
 	pid := waitListening(t, c)
 	if _, err := c.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
@@ -321,10 +380,10 @@ func TestWatchCommitsConnectionLost(t *testing.T) {
 	select {
 	case err := <-done:
 		if !errors.Is(err, catalog.ErrUnavailable) || ctx.Err() != nil {
-			t.Fatalf("WatchCommits after its connection died = %v, want ErrUnavailable", err)
+			t.Fatalf("Watch after its connection died = %v, want ErrUnavailable", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("WatchCommits did not return within 5s of losing its connection")
+		t.Fatal("Watch did not return within 5s of losing its connection")
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package notify wakes long-polling readers when a bucket's committed offset
 // moves: the local writer publishes its own commits at once, and commits of
-// other frontends arrive through the catalog's commit watch (PostgreSQL
-// LISTEN/NOTIFY).
+// other frontends arrive through the catalog's watch (PostgreSQL
+// LISTEN/NOTIFY), whose connection also carries the table changes that
+// invalidate cached tables (Follow).
 package notify
 
 import (
@@ -92,19 +93,28 @@ func (h *Hub) entry(b catalog.BucketID) *entry {
 	return e
 }
 
-// Watcher is the catalog's commit watch.
+// Watcher is the catalog's change watch (catalog.Store.Watch).
 type Watcher interface {
-	WatchCommits(ctx context.Context, fn func(b catalog.BucketID, nextOffset int64)) error
+	Watch(ctx context.Context, ev catalog.Events) error
 }
 
-// Follow feeds the hub from the catalog's commit watch until ctx ends,
-// re-establishing the watch after failures. A failed watch wakes every
-// waiter so none sleeps through a commit it missed.
-func (h *Hub) Follow(ctx context.Context, w Watcher, logger *slog.Logger) {
+// Follow runs the catalog's watch until ctx ends, re-establishing it after
+// failures. It publishes every commit to the hub; ev, if it has callbacks,
+// gets every event too (its Commit after the hub's Publish), so one
+// catalog connection serves both. A failed watch wakes every waiter so
+// none sleeps through a commit it missed.
+func (h *Hub) Follow(ctx context.Context, w Watcher, ev catalog.Events, logger *slog.Logger) {
+	also := ev.Commit
+	ev.Commit = func(b catalog.BucketID, next int64) {
+		h.Publish(b, next)
+		if also != nil {
+			also(b, next)
+		}
+	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := w.WatchCommits(ctx, h.Publish)
+		err := w.Watch(ctx, ev)
 		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 			return
 		}
@@ -112,7 +122,7 @@ func (h *Hub) Follow(ctx context.Context, w Watcher, logger *slog.Logger) {
 		if time.Since(start) > time.Minute {
 			backoff = 100 * time.Millisecond
 		}
-		logger.Warn("catalog commit watch failed; retrying", slog.Any("err", err), slog.Duration("backoff", backoff))
+		logger.Warn("catalog watch failed; retrying", slog.Any("err", err), slog.Duration("backoff", backoff))
 		select {
 		case <-ctx.Done():
 			return

@@ -72,14 +72,14 @@ func TestHubTimeoutAndCancel(t *testing.T) {
 	}
 }
 
-// fakeWatch fails once, then, once proceed is closed, delivers one commit
-// and blocks.
+// fakeWatch fails once, then, once proceed is closed, delivers a table
+// change and a commit and blocks.
 type fakeWatch struct {
 	calls   atomic.Int32
 	proceed chan struct{}
 }
 
-func (f *fakeWatch) WatchCommits(ctx context.Context, fn func(catalog.BucketID, int64)) error {
+func (f *fakeWatch) Watch(ctx context.Context, ev catalog.Events) error {
 	if f.calls.Add(1) == 1 {
 		return catalog.ErrUnavailable
 	}
@@ -88,7 +88,8 @@ func (f *fakeWatch) WatchCommits(ctx context.Context, fn func(catalog.BucketID, 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	fn(catalog.BucketID{TableID: 7}, 3)
+	ev.Table(catalog.TableChange{ID: 7})
+	ev.Commit(catalog.BucketID{TableID: 7}, 3)
 	<-ctx.Done()
 	return ctx.Err()
 }
@@ -105,7 +106,11 @@ func TestFollowRetriesAndPublishes(t *testing.T) {
 	woken := make(chan bool, 1)
 	go func() { woken <- h.Wait(ctx, b, 0, time.Minute) }()
 	waitWaits(t, h, b, 1, woken)
-	go h.Follow(ctx, w, slog.New(slog.DiscardHandler))
+	tables, commits := make(chan catalog.TableChange, 1), make(chan int64, 1)
+	go h.Follow(ctx, w, catalog.Events{
+		Table:  func(c catalog.TableChange) { tables <- c },
+		Commit: func(_ catalog.BucketID, next int64) { commits <- next },
+	}, slog.New(slog.DiscardHandler))
 	if !<-woken {
 		t.Fatal("waiter not woken by the failed watch")
 	}
@@ -124,6 +129,12 @@ func TestFollowRetriesAndPublishes(t *testing.T) {
 	h.mu.Unlock()
 	if next != 3 || w.calls.Load() != 2 {
 		t.Fatalf("after the commit: next offset %d, %d watches; want 3 and 2", next, w.calls.Load())
+	}
+	if c := <-tables; c.ID != 7 {
+		t.Fatalf("table change passed on = %+v, want table 7", c)
+	}
+	if next := <-commits; next != 3 {
+		t.Fatalf("commit passed on = %d, want 3", next)
 	}
 	cancel()
 }

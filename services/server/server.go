@@ -328,7 +328,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(bg) }()
 	}
-	goBG(func(ctx context.Context) { s.hub.Follow(ctx, s.store, s.logger) })
+	goBG(func(ctx context.Context) { s.hub.Follow(ctx, s.store, catalog.Events{}, s.logger) })
 	if s.onReady != nil {
 		goBG(s.watchReadiness)
 	}
