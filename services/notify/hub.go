@@ -45,6 +45,20 @@ func (h *Hub) Publish(b catalog.BucketID, next int64) {
 	}
 }
 
+// Next returns the newest next offset of b the hub knows: every record
+// before it is committed (a lower bound of the catalog's next offset,
+// which it lags while a commit's notification is on its way or was lost).
+// ok is false when the hub knows none.
+func (h *Hub) Next(b catalog.BucketID) (next int64, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.buckets[b]
+	if !ok || e.next < 0 {
+		return 0, false
+	}
+	return e.next, true
+}
+
 // Wait blocks until b's next offset is known to exceed after (or the
 // commit watch failed and may have missed it), the timeout passes or ctx
 // ends; it reports whether it was woken. Waiters re-read the catalog

@@ -41,7 +41,7 @@ const segmentsPerFetch = 128
 // Store is the part of the catalog the reader uses.
 type Store interface {
 	ListSegments(ctx context.Context, b catalog.BucketID, from int64, limit int) ([]catalog.SegmentRange, error)
-	ListBuckets(ctx context.Context, tableID int64) ([]catalog.BucketState, error)
+	GetBucket(ctx context.Context, b catalog.BucketID) (catalog.BucketState, error)
 	OffsetForTimestamp(ctx context.Context, b catalog.BucketID, ts time.Time) (int64, error)
 }
 
@@ -148,19 +148,19 @@ type Offsets struct {
 	Start, Next int64
 }
 
-// BucketOffsets returns b's first retained and next offsets.
+// BucketOffsets returns b's first retained and next offsets: one read of
+// its catalog row, whose next offset it also tells the hub.
 func (r *Reader) BucketOffsets(ctx context.Context, b catalog.BucketID) (Offsets, error) {
-	states, err := r.store.ListBuckets(ctx, b.TableID)
+	st, err := r.store.GetBucket(ctx, b)
+	if errors.Is(err, catalog.ErrNotFound) && b.Partition != "" {
+		// A partition's bucket has no row before its first write.
+		return Offsets{}, nil
+	}
 	if err != nil {
 		return Offsets{}, err
 	}
-	for _, s := range states {
-		if s.BucketID == b {
-			return Offsets{Start: s.StartOffset, Next: s.NextOffset}, nil
-		}
-	}
-	// A partition's bucket has no row before its first write.
-	return Offsets{}, nil
+	r.hub.Publish(b, st.NextOffset)
+	return Offsets{Start: st.StartOffset, Next: st.NextOffset}, nil
 }
 
 // OffsetForTimestamp returns the first offset committed at or after ts.
@@ -186,21 +186,50 @@ func (r *Reader) Fetch(ctx context.Context, req FetchRequest) (FetchResult, erro
 		}
 		named[c] = true
 	}
+	// The committed ranges from the offset on are the one catalog read a
+	// Fetch needs: they prove the data committed and say where it is. Only
+	// when none is there does it need the bucket's offsets — to tell a
+	// consumer that caught up (wait for the next commit) from an offset out
+	// of range — and not even then when the hub knows the next offset to
+	// be the requested one.
 	deadline := time.Now().Add(req.MaxWait)
 	for {
-		off, err := r.BucketOffsets(ctx, req.Bucket)
+		ranges, err := r.store.ListSegments(ctx, req.Bucket, req.Offset, segmentsPerFetch)
 		if err != nil {
 			return FetchResult{}, err
 		}
-		if req.Offset < off.Start || req.Offset > off.Next {
-			return FetchResult{}, fmt.Errorf("%w: offset %d, bucket %s holds [%d, %d)", ErrOffsetOutOfRange, req.Offset, req.Bucket, off.Start, off.Next)
+		if len(ranges) > 0 && ranges[0].BaseOffset <= req.Offset {
+			// With fewer ranges than asked for, the last one ends at the
+			// bucket's next offset; else that is at least as far.
+			hw := ranges[len(ranges)-1].EndOffset
+			r.hub.Publish(req.Bucket, hw)
+			if next, ok := r.hub.Next(req.Bucket); ok {
+				hw = max(hw, next)
+			}
+			return r.read(ctx, req, schema, ranges, hw)
 		}
-		if req.Offset < off.Next {
-			return r.read(ctx, req, schema, off.Next)
+		if next, ok := r.hub.Next(req.Bucket); !ok || next != req.Offset || len(ranges) > 0 {
+			off, err := r.BucketOffsets(ctx, req.Bucket)
+			if err != nil {
+				return FetchResult{}, err
+			}
+			if req.Offset < off.Start || req.Offset > off.Next {
+				return FetchResult{}, fmt.Errorf("%w: offset %d, bucket %s holds [%d, %d)", ErrOffsetOutOfRange, req.Offset, req.Bucket, off.Start, off.Next)
+			}
+			if len(ranges) > 0 {
+				// Retained, yet no range holds it: the catalog changed
+				// under us; the client reads the offsets again.
+				return FetchResult{}, fmt.Errorf("%w: no committed range holds offset %d of bucket %s, which holds [%d, %d); read from the earliest offset", ErrOffsetOutOfRange, req.Offset, req.Bucket, off.Start, off.Next)
+			}
+			if req.Offset < off.Next {
+				continue // committed since ListSegments ran
+			}
 		}
+		// No range ends after the offset, and the next offset is known to
+		// be at least the offset: the consumer caught up.
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return FetchResult{NextOffset: req.Offset, HighWatermark: off.Next}, nil
+			return FetchResult{NextOffset: req.Offset, HighWatermark: req.Offset}, nil
 		}
 		r.hub.Wait(ctx, req.Bucket, req.Offset, wait)
 		if ctx.Err() != nil {
@@ -223,15 +252,9 @@ type sectionRead struct {
 	done    chan struct{}
 }
 
-func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schema, hw int64) (FetchResult, error) {
-	ranges, err := r.store.ListSegments(ctx, req.Bucket, req.Offset, segmentsPerFetch)
-	if err != nil {
-		return FetchResult{}, err
-	}
-	if len(ranges) == 0 {
-		// Below hw, so committed: retention deleted it since BucketOffsets.
-		return FetchResult{}, fmt.Errorf("%w: offset %d of bucket %s was deleted by retention; read from the earliest offset", ErrOffsetOutOfRange, req.Offset, req.Bucket)
-	}
+// read reads the records of ranges (committed, the first holding
+// req.Offset) from req.Offset on.
+func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schema, ranges []catalog.SegmentRange, hw int64) (FetchResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	reads := make([]*sectionRead, len(ranges))
 	start := func(i int) {
