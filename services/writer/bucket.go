@@ -80,15 +80,10 @@ func (w *Writer) bucket(ctx context.Context, t catalog.Table, b catalog.BucketID
 const loadTimeout = 10 * time.Minute
 
 func (w *Writer) load(ctx context.Context, bs *bucketState) error {
-	states, err := w.store.ListBuckets(ctx, bs.id.TableID)
-	if err != nil {
+	// A partition's bucket has no row before its first lease.
+	before, err := w.store.GetBucket(ctx, bs.id)
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
 		return fmt.Errorf("writer: bucket %s: %w", bs.id, err)
-	}
-	var before catalog.BucketState
-	for _, s := range states {
-		if s.BucketID == bs.id {
-			before = s
-		}
 	}
 	lead, err := w.keeper.Acquire(ctx, bs.id)
 	if errors.Is(err, catalog.ErrLeaseHeld) {
@@ -99,15 +94,11 @@ func (w *Writer) load(ctx context.Context, bs *bucketState) error {
 	}
 	// Re-read after acquiring: the previous leader may have committed
 	// until its epoch ended.
-	states, err = w.store.ListBuckets(ctx, bs.id.TableID)
+	after, err := w.store.GetBucket(ctx, bs.id)
 	if err != nil {
 		return fmt.Errorf("writer: bucket %s: %w", bs.id, err)
 	}
-	for _, s := range states {
-		if s.BucketID == bs.id {
-			bs.committed = s.NextOffset
-		}
-	}
+	bs.committed = after.NextOffset
 	seqs, err := w.store.WriterSequences(ctx, bs.id)
 	if err != nil {
 		return fmt.Errorf("writer: bucket %s: writer sequences: %w", bs.id, err)

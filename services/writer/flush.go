@@ -303,7 +303,7 @@ func (w *Writer) truncateWAL() {
 // them, and leaves the other buckets' batches for the next flush.
 func (w *Writer) refence(ctx context.Context, a *attempt, cause error) {
 	for i, bs := range a.buckets {
-		states, err := w.store.ListBuckets(ctx, bs.id.TableID)
+		s, err := w.store.GetBucket(ctx, bs.id)
 		if err != nil {
 			if errors.Is(err, catalog.ErrNotFound) { // the table was dropped
 				w.keeper.Fence(bs.lead, fmt.Errorf("writer: bucket %s: %w", bs.id, err))
@@ -311,13 +311,7 @@ func (w *Writer) refence(ctx context.Context, a *attempt, cause error) {
 			}
 			continue
 		}
-		stale := true
-		for _, s := range states {
-			if s.BucketID == bs.id && s.Epoch == bs.lead.Lease.Epoch && s.Leader == bs.lead.Lease.Holder && s.NextOffset == a.seg.Ranges[i].BaseOffset {
-				stale = false
-			}
-		}
-		if stale {
+		if s.Epoch != bs.lead.Lease.Epoch || s.Leader != bs.lead.Lease.Holder || s.NextOffset != a.seg.Ranges[i].BaseOffset {
 			w.logger.Warn("commit refused: fencing bucket", slog.String("bucket", bs.id.String()), slog.Int64("epoch", bs.lead.Lease.Epoch), slog.Any("cause", cause))
 			w.keeper.Fence(bs.lead, fmt.Errorf("writer: bucket %s: commit refused (%v): %w", bs.id, cause, catalog.ErrFenced))
 			w.forget(bs)

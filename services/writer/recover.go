@@ -94,16 +94,11 @@ func (w *Writer) Recover(ctx context.Context) error {
 // bucket's committed next offset: a batch is committed whole or not at
 // all, so a record below it was committed (or fenced and replaced).
 func (w *Writer) uncommitted(ctx context.Context, b catalog.BucketID, records []walRecord) (bool, error) {
-	states, err := w.store.ListBuckets(ctx, b.TableID)
-	if err != nil {
+	st, err := w.store.GetBucket(ctx, b)
+	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
 		return false, err
 	}
-	next := int64(0)
-	for _, s := range states {
-		if s.BucketID == b {
-			next = s.NextOffset
-		}
-	}
+	next := st.NextOffset // 0 for a bucket without a row
 	for _, r := range records {
 		if r.BaseOffset >= next {
 			return true, nil

@@ -100,7 +100,7 @@ type FlushInfo struct {
 // Store is the part of the catalog the writer uses.
 type Store interface {
 	GetTableByID(ctx context.Context, id int64) (catalog.Table, error)
-	ListBuckets(ctx context.Context, tableID int64) ([]catalog.BucketState, error)
+	GetBucket(ctx context.Context, b catalog.BucketID) (catalog.BucketState, error)
 	WriterSequences(ctx context.Context, b catalog.BucketID) ([]catalog.WriterSequence, error)
 	CommitSegment(ctx context.Context, seg catalog.Segment) error
 	ListSegments(ctx context.Context, b catalog.BucketID, from int64, limit int) ([]catalog.SegmentRange, error)
