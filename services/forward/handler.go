@@ -20,9 +20,13 @@ import (
 	"github.com/strom-io/strom/services/writer"
 )
 
-// Tables finds tables by id.
+// Tables finds tables by id (tablecache.Store).
 type Tables interface {
 	GetTableByID(ctx context.Context, id int64) (catalog.Table, error)
+	// GetTableByIDAtLeast returns the table at schema version version or
+	// newer: a cached definition older than the rows a sender decoded is
+	// read anew.
+	GetTableByIDAtLeast(ctx context.Context, id int64, version int32) (catalog.Table, error)
 }
 
 // Handler serves the internal ClusterService: the receiving end of
@@ -78,11 +82,13 @@ func (h *Handler) Write(ctx context.Context, req *connect.Request[clusterv1.Writ
 	if len(m.GetParts()) == 0 {
 		return nil, rpcerr.Invalid("parts: required")
 	}
-	t, err := h.tables.GetTableByID(ctx, m.GetTableId())
+	t, err := h.tables.GetTableByIDAtLeast(ctx, m.GetTableId(), m.GetSchemaVersion())
 	if err != nil {
 		return nil, h.error(ctx, "forwarded write", err)
 	}
 	if t.SchemaVersion != m.GetSchemaVersion() {
+		// The sender decoded the rows under an older version: it raced an
+		// AlterTable (docs/catalog.md, "Table cache").
 		return nil, connect.NewError(connect.CodeAborted, fmt.Errorf("table %s.%s changed schema (version %d, the rows have %d) while the write was forwarded: retry",
 			t.Database, t.Name, t.SchemaVersion, m.GetSchemaVersion()))
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/strom-io/strom/catalog/tablecache"
 	"github.com/strom-io/strom/services/auth"
 	"github.com/strom-io/strom/services/cache"
 	"github.com/strom-io/strom/services/cluster"
@@ -129,6 +130,10 @@ type CatalogConfig struct {
 	Embedded struct {
 		Dir string `yaml:"dir"`
 	} `yaml:"embedded"`
+	// TableCacheMaxStaleness bounds how long a frontend serves table
+	// definitions from memory without its catalog watch confirming them
+	// (catalog/tablecache); 0 disables the cache.
+	TableCacheMaxStaleness time.Duration `yaml:"table_cache_max_staleness"`
 }
 
 // RegisterFlags registers every setting with its default and help.
@@ -163,6 +168,7 @@ func (c *CatalogConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.StringVar(&c.Backend, prefix+"backend", CatalogEmbedded, "Catalog backend: embedded (one process, local disk) or postgres (shared by every frontend).")
 	f.StringVar(&c.Postgres.URL, prefix+"postgres.url", "", "PostgreSQL connection URL, e.g. postgres://strom:secret@db:5432/strom. Required with -catalog.backend=postgres.")
 	f.StringVar(&c.Embedded.Dir, prefix+"embedded.dir", "", "Directory of the embedded catalog (default <data-dir>/catalog).")
+	f.DurationVar(&c.TableCacheMaxStaleness, prefix+"table-cache-max-staleness", tablecache.DefaultMaxStaleness, "How long a frontend serves table definitions from memory after its catalog watch last confirmed it had seen every change (with postgres: a ping through LISTEN/NOTIFY every tenth of it). With postgres, AlterTable, DropTable and DropDatabase wait this long plus a tenth before they return, so that no frontend uses the old definition afterwards: use the same value on every frontend of a catalog. 0 reads every table from the catalog.")
 }
 
 // Validate reports the first invalid setting, naming it.
@@ -203,6 +209,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("catalog.backend: want embedded or postgres, got %q", c.Catalog.Backend))
+	}
+	if st := c.Catalog.TableCacheMaxStaleness; st != 0 && (st < 10*time.Millisecond || st > 10*time.Minute) {
+		errs = append(errs, fmt.Errorf("catalog.table_cache_max_staleness: must be 0 (no cache) or between 10ms and 10m, got %s", st))
 	}
 	fe := c.Frontend
 	switch {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -205,14 +206,15 @@ func TestLoadConfigErrors(t *testing.T) {
 
 func TestValidateNamesTheField(t *testing.T) {
 	for field, mutate := range map[string]func(*Config){
-		"data_dir":                         func(c *Config) { c.DataDir = "" },
-		"log.format":                       func(c *Config) { c.Log.Format = "xml" },
-		"server.http_listen_address":       func(c *Config) { c.Server.HTTPListenAddress = "" },
-		"server.graceful_shutdown_timeout": func(c *Config) { c.Server.GracefulShutdownTimeout = -1 },
-		"server.max_request_bytes":         func(c *Config) { c.Server.MaxRequestBytes = 10 },
-		"catalog.backend":                  func(c *Config) { c.Catalog.Backend = "sqlite" },
-		"catalog.postgres.url":             func(c *Config) { c.Catalog.Backend = CatalogPostgres },
-		"backend":                          func(c *Config) { c.ObjStore.Backend = "gcs" },
+		"data_dir":                          func(c *Config) { c.DataDir = "" },
+		"log.format":                        func(c *Config) { c.Log.Format = "xml" },
+		"server.http_listen_address":        func(c *Config) { c.Server.HTTPListenAddress = "" },
+		"server.graceful_shutdown_timeout":  func(c *Config) { c.Server.GracefulShutdownTimeout = -1 },
+		"server.max_request_bytes":          func(c *Config) { c.Server.MaxRequestBytes = 10 },
+		"catalog.backend":                   func(c *Config) { c.Catalog.Backend = "sqlite" },
+		"catalog.postgres.url":              func(c *Config) { c.Catalog.Backend = CatalogPostgres },
+		"catalog.table_cache_max_staleness": func(c *Config) { c.Catalog.TableCacheMaxStaleness = time.Millisecond },
+		"backend":                           func(c *Config) { c.ObjStore.Backend = "gcs" },
 	} {
 		cfg := defaultConfig(t)
 		mutate(&cfg)

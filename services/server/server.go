@@ -26,6 +26,7 @@ import (
 	"github.com/strom-io/strom/api/gen/strom/cluster/v1/clusterv1connect"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/tablecache"
 	"github.com/strom-io/strom/services/admin"
 	"github.com/strom-io/strom/services/cache"
 	"github.com/strom-io/strom/services/cluster"
@@ -52,7 +53,8 @@ const readyTimeout = 2 * time.Second
 type Server struct {
 	cfg      Config
 	logger   *slog.Logger
-	store    catalog.Store
+	store    catalog.Store // the table cache over the counted catalog
+	tables   *tablecache.Store
 	bucket   objstore.Bucket
 	gatherer prometheus.Gatherer
 	checker  *grpchealth.StaticChecker
@@ -127,10 +129,18 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	if err != nil {
 		return nil, err
 	}
-	store, err := openCatalog(ctx, cfg)
+	opened, err := openCatalog(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	// Every component reads tables through the cache (catalog/tablecache),
+	// and every catalog call is counted (strom_catalog_calls_total).
+	tables := tablecache.New(instrumentCatalog(opened, reg), tablecache.Config{
+		MaxStaleness: cfg.Catalog.TableCacheMaxStaleness,
+		Shared:       cfg.Catalog.Backend == CatalogPostgres,
+		OnLookup:     tableCacheLookups(reg),
+	})
+	var store catalog.Store = tables
 	bucket, err := openObjStore(ctx, cfg)
 	if err != nil {
 		_ = store.Close()
@@ -144,6 +154,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		cfg:      cfg,
 		logger:   logger,
 		store:    store,
+		tables:   tables,
 		bucket:   bucket,
 		gatherer: reg,
 		checker:  grpchealth.NewStaticChecker(services...),
@@ -258,7 +269,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	if local != nil {
 		internal := http.NewServeMux()
 		internal.Handle(clusterv1connect.NewClusterServiceHandler(
-			forward.NewHandler(store, local, s.cluster, logger.With(slog.String("component", "forward")), int64(cfg.Server.MaxRequestBytes)),
+			forward.NewHandler(tables, local, s.cluster, logger.With(slog.String("component", "forward")), int64(cfg.Server.MaxRequestBytes)),
 			append(strict.HandlerOptions(), connect.WithReadMaxBytes(cfg.Server.MaxRequestBytes), connect.WithCompressMinBytes(math.MaxInt))...))
 		s.internal = &http.Server{
 			Handler:           s.auth.internalHandler(internal),
@@ -328,7 +339,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(bg) }()
 	}
-	goBG(func(ctx context.Context) { s.hub.Follow(ctx, s.store, catalog.Events{}, s.logger) })
+	// One catalog watch feeds the commit hub and the table cache.
+	goBG(func(ctx context.Context) { s.hub.Follow(ctx, s.store, s.tables.Events(), s.logger) })
 	if s.onReady != nil {
 		goBG(s.watchReadiness)
 	}
