@@ -67,7 +67,7 @@ type Store struct {
 	catalog.Store
 	cfg Config
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	byID   map[int64]catalog.Table
 	byName map[tableName]int64
 	// gen counts invalidations: a catalog read is cached only if none
@@ -182,11 +182,11 @@ func (s *Store) lookup(found func() (catalog.Table, bool)) (catalog.Table, bool,
 	if s.cfg.MaxStaleness <= 0 {
 		return catalog.Table{}, false, 0
 	}
-	s.mu.Lock()
+	s.mu.RLock()
 	t, ok := found()
 	trusted := s.trusted()
 	gen := s.gen
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	switch {
 	case ok && trusted:
 		s.report(Hit)
