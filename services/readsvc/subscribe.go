@@ -30,7 +30,9 @@ const subscribeLakeRows = 4096
 // Subscribe implements ReadService: it streams every committed batch from
 // the offset on until the client goes away. With full, it first streams
 // the lake's rows of the bucket from the offset (subscribeLake) and goes
-// on live from where the lake ends.
+// on live from where the lake ends. The stream never ends cleanly: a
+// client's deadline ends it with deadline_exceeded, a cancellation with
+// canceled (see subscribeEnded).
 func (s *Service) Subscribe(ctx context.Context, req *connect.Request[stromv1.SubscribeRequest], stream *connect.ServerStream[stromv1.SubscribeResponse]) error {
 	f := req.Msg.GetFetch()
 	if f == nil {
@@ -48,7 +50,7 @@ func (s *Service) Subscribe(ctx context.Context, req *connect.Request[stromv1.Su
 	for {
 		resp, err := s.fetch(ctx, f, subscribeWait)
 		if ctx.Err() != nil {
-			return nil
+			return s.subscribeEnded(ctx)
 		}
 		if full && errors.Is(err, reader.ErrOffsetOutOfRange) {
 			// Tiering moved past f.Offset since the lake was read and
@@ -73,9 +75,19 @@ func (s *Service) Subscribe(ctx context.Context, req *connect.Request[stromv1.Su
 	}
 }
 
+// subscribeEnded is the error a stream ends with once its context ended:
+// deadline_exceeded when the deadline the client sent passed, canceled
+// when the client cancelled or went away. Not nil: a clean end of the
+// stream would tell the client that no more data comes, and the server's
+// deadline may pass before the client's own (the Connect protocol sends
+// the timeout in whole milliseconds, rounded down).
+func (s *Service) subscribeEnded(ctx context.Context) error {
+	return rpcerr.Connect(ctx, s.logger, "subscribe", ctx.Err())
+}
+
 func (s *Service) subscribeError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return nil
+		return s.subscribeEnded(ctx)
 	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {

@@ -57,7 +57,9 @@ type ReadServiceClient interface {
 	// Fetch reads records of one bucket from an offset, waiting up to
 	// max_wait_ms for new data.
 	Fetch(context.Context, *connect.Request[v1.FetchRequest]) (*connect.Response[v1.FetchResponse], error)
-	// Subscribe streams records of one bucket as they are committed.
+	// Subscribe streams records of one bucket as they are committed. It
+	// ends only with an error, never cleanly: the client's deadline ends it
+	// with deadline_exceeded, its cancellation with canceled.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
 	// Lookup returns the current rows of a primary-key table for the keys.
 	Lookup(context.Context, *connect.Request[v1.LookupRequest]) (*connect.Response[v1.LookupResponse], error)
@@ -185,7 +187,9 @@ type ReadServiceHandler interface {
 	// Fetch reads records of one bucket from an offset, waiting up to
 	// max_wait_ms for new data.
 	Fetch(context.Context, *connect.Request[v1.FetchRequest]) (*connect.Response[v1.FetchResponse], error)
-	// Subscribe streams records of one bucket as they are committed.
+	// Subscribe streams records of one bucket as they are committed. It
+	// ends only with an error, never cleanly: the client's deadline ends it
+	// with deadline_exceeded, its cancellation with canceled.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error
 	// Lookup returns the current rows of a primary-key table for the keys.
 	Lookup(context.Context, *connect.Request[v1.LookupRequest]) (*connect.Response[v1.LookupResponse], error)
