@@ -340,7 +340,9 @@ type fetched struct {
 }
 
 // Rows returns an iterator over the subscription's rows. The iteration ends
-// when ctx ends (yielding ctx's error), with StopAtEnd when every bucket is
+// when ctx ends (yielding a Connect error with code deadline_exceeded or
+// canceled that wraps ctx's error, as a call cut off by ctx fails), with
+// StopAtEnd when every bucket is
 // read to its end (without an error), or after yielding a non-retryable
 // error or one that outlasted the retry policy. Rows may be called again to
 // continue from Positions; a second concurrent iteration yields an error.
@@ -387,7 +389,7 @@ func (s *Subscription) Rows(ctx context.Context) iter.Seq2[Row, error] {
 			select {
 			case f = <-ch:
 			case <-ctx.Done():
-				yield(Row{}, ctx.Err())
+				yield(Row{}, ended(ctx))
 				return
 			}
 			if f.err != nil {
@@ -406,6 +408,16 @@ func (s *Subscription) Rows(ctx context.Context) iter.Seq2[Row, error] {
 			}
 		}
 	}
+}
+
+// ended is the error Rows yields when ctx ended: a Connect error with the
+// code of ctx's error, wrapping it.
+func ended(ctx context.Context) error {
+	code := connect.CodeCanceled
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		code = connect.CodeDeadlineExceeded
+	}
+	return connect.NewError(code, fmt.Errorf("client: subscription ended: %w", ctx.Err()))
 }
 
 // advance moves a bucket's position forward (never back).

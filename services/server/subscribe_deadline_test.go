@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strom-io/strom/api/client"
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 )
@@ -126,6 +128,57 @@ func TestSubscribeEndsWithTheDeadline(t *testing.T) {
 						t.Fatalf("stream ended with %v (code %v), want code %v", err, connect.CodeOf(err), tc.want)
 					}
 				})
+			}
+		})
+	}
+}
+
+// TestClientRowsEndWithTheDeadline: the Go client's Subscription.Rows,
+// against a real server, ends by yielding an error with code
+// deadline_exceeded when its context's deadline passes (canceled when the
+// context is cancelled), which errors.Is also matches with the context's
+// error.
+func TestClientRowsEndWithTheDeadline(t *testing.T) {
+	base := startSubscribeTable(t)
+	for _, tc := range []struct {
+		name  string
+		ctx   func() (context.Context, context.CancelFunc)
+		want  connect.Code
+		cause error
+	}{
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 300*time.Millisecond)
+		}, connect.CodeDeadlineExceeded, context.DeadlineExceeded},
+		{"cancel", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
+			connect.CodeCanceled, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := client.New(base)
+			sub, err := c.Subscribe(context.Background(), "d", "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			var rows int
+			var last error
+			for _, err := range sub.Rows(ctx) {
+				if err != nil {
+					last = err
+					break
+				}
+				if rows++; rows == 2 && tc.cause == context.Canceled {
+					cancel()
+				}
+			}
+			if rows != 2 {
+				t.Fatalf("%d rows, want 2", rows)
+			}
+			if last == nil {
+				t.Fatal("Rows ended without an error")
+			}
+			if connect.CodeOf(last) != tc.want || !errors.Is(last, tc.cause) {
+				t.Fatalf("Rows ended with %v (code %v), want code %v wrapping %v", last, connect.CodeOf(last), tc.want, tc.cause)
 			}
 		})
 	}
