@@ -45,6 +45,9 @@ type Locator interface {
 type Local interface {
 	Append(ctx context.Context, req writer.Request) ([]writer.Result, error)
 	KV(ctx context.Context, t catalog.Table, b catalog.BucketID) (*kv.Bucket, error)
+	// AwaitHandoff waits until the handoff of b under way here, if any,
+	// ends (its lease is released, or it failed and b is led here again).
+	AwaitHandoff(ctx context.Context, b catalog.BucketID) error
 }
 
 // Config configures forwarding.
@@ -119,17 +122,23 @@ type Write struct {
 	TargetColumns []string
 }
 
-// rerouteWaits are the pauses before re-routing parts whose leader moved:
-// a handoff (flush, commit, release) takes tens of milliseconds, after which
-// the new leader acquires the bucket. Beyond them the client gets
-// unavailable and retries itself.
+// rerouteWaits are the pauses before re-routing parts whose leader moved.
+// They do not have to outlast a handoff: requests that reach a bucket
+// while it is handed over wait at the old leader until the lease is
+// released (awaitHandoff), so a re-route after a handoff finds the next
+// leader at once, and one more covers a view that was a moment stale. They
+// bound the time a request keeps trying when a bucket has no leader it can
+// reach (its leader died and the lease has not expired); beyond them the
+// client gets unavailable and retries itself.
 var rerouteWaits = []time.Duration{0, 20 * time.Millisecond, 80 * time.Millisecond, 250 * time.Millisecond}
 
 // Write writes every part at its bucket's leader and returns the results in
-// part order. A part whose leader turns out to have moved (nothing written)
-// is re-routed after re-reading the leaders, a few times within half a
-// second. When parts go to different leaders and some fail, the others may
-// be written: an idempotent writer's retry then returns their offsets.
+// part order. A part whose bucket this process is handing over waits for
+// the handoff to end first. A part whose leader turns out to have moved
+// (nothing written) is re-routed after re-reading the leaders, a few times
+// within half a second. When parts go to different leaders and some fail,
+// the others may be written: an idempotent writer's retry then returns
+// their offsets.
 func (r *Router) Write(ctx context.Context, w Write) ([]writer.Result, error) {
 	results := make([]writer.Result, len(w.Parts))
 	todo := make([]int, len(w.Parts))
@@ -152,6 +161,16 @@ func (r *Router) Write(ctx context.Context, w Write) ([]writer.Result, error) {
 		return nil, err
 	}
 	return results, nil
+}
+
+// awaitHandoff waits until this process's handoff of b, if one is under
+// way, ends: until then the bucket has no leader to route to (this process
+// refuses new writes to it, and the next leader cannot acquire its lease).
+func (r *Router) awaitHandoff(ctx context.Context, b catalog.BucketID) error {
+	if r.local == nil {
+		return nil
+	}
+	return r.local.AwaitHandoff(ctx, b)
 }
 
 // sleep waits d unless ctx ends first; it reports whether it waited.
@@ -177,6 +196,9 @@ func (r *Router) writeOnce(ctx context.Context, w Write, idx []int, results []wr
 	var again []int
 	var firstErr error
 	for _, i := range idx {
+		if err := r.awaitHandoff(ctx, w.Parts[i].Bucket); err != nil {
+			return nil, err
+		}
 		t, err := r.loc.Locate(w.Parts[i].Bucket)
 		switch {
 		case err != nil:

@@ -56,7 +56,14 @@ func NewHandler(tables Tables, local Local, loc Locator, logger *slog.Logger, ma
 // frontend it picked acquire the bucket, only for the balancer to hand it
 // over again (for a primary-key bucket: a snapshot and a catch-up each
 // time); refusing makes the sender re-read the leaders instead.
+//
+// While this frontend hands b over, it first waits for the handoff to
+// end, so that a refusal reaches the sender only once the lease is
+// released and its re-read finds the next leader.
 func (h *Handler) mayServe(ctx context.Context, b catalog.BucketID) error {
+	if err := h.local.AwaitHandoff(ctx, b); err != nil {
+		return err
+	}
 	t, err := h.loc.Locate(b)
 	if err == nil && t.Local {
 		return nil
@@ -149,6 +156,15 @@ func (h *Handler) Write(ctx context.Context, req *connect.Request[clusterv1.Writ
 		Table: t, Parts: parts, Durability: durabilityFromProto(m.GetDurability()),
 		WriterID: m.GetWriterId(), Sequence: m.GetSequence(),
 	})
+	if errors.Is(err, writer.ErrNotLeader) {
+		// A handoff began after mayServe: refuse once it ended (as
+		// mayServe does), so the sender's re-read finds the next leader.
+		for _, p := range parts {
+			if werr := h.local.AwaitHandoff(ctx, p.Bucket); werr != nil {
+				return nil, h.error(ctx, "forwarded write", werr)
+			}
+		}
+	}
 	if err != nil {
 		return nil, h.error(ctx, "forwarded write", err)
 	}

@@ -136,6 +136,9 @@ func (r *Router) read(ctx context.Context, t catalog.Table, b catalog.BucketID, 
 				return err
 			}
 		}
+		if err = r.awaitHandoff(ctx, b); err != nil {
+			return err
+		}
 		var target clusterTarget
 		target, err = r.target(b)
 		if err != nil {

@@ -128,10 +128,11 @@ func (m *apiMetrics) interceptor() connect.UnaryInterceptorFunc {
 // clusterMetrics count bucket leaderships, their changes and takeover
 // times, and forwarded requests.
 type clusterMetrics struct {
-	changes   *prometheus.CounterVec
-	renewals  *prometheus.CounterVec
-	takeover  prometheus.Histogram
-	forwarded *prometheus.CounterVec
+	changes      *prometheus.CounterVec
+	renewals     *prometheus.CounterVec
+	takeover     prometheus.Histogram
+	forwarded    *prometheus.CounterVec
+	handoffWaits prometheus.Counter
 
 	tieredRows   prometheus.Counter
 	tieredBytes  prometheus.Counter
@@ -159,6 +160,10 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 			Name: "strom_forwarded_requests_total",
 			Help: "Requests forwarded to the bucket's leader, by procedure and outcome (ok or a Connect code).",
 		}, []string{"procedure", "outcome"}),
+		handoffWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strom_bucket_handoff_waits_total",
+			Help: "Requests (or parts of one) that reached a bucket while this frontend handed it over, and waited for the handoff to end before going to the next leader.",
+		}),
 	}
 	m.tieredRows = prometheus.NewCounter(prometheus.CounterOpts{Name: "strom_tiering_rows_total", Help: "Rows tiered into the lake."})
 	m.tieredBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "strom_tiering_arrow_bytes_total", Help: "Uncompressed Arrow bytes tiered into the lake."})
@@ -177,7 +182,7 @@ func newClusterMetrics(reg prometheus.Registerer) *clusterMetrics {
 	for _, r := range []string{"renewed", "fenced", "dropped", "failed"} {
 		m.renewals.WithLabelValues(r)
 	}
-	reg.MustRegister(m.changes, m.renewals, m.takeover, m.forwarded, m.tieredRows, m.tieredBytes, m.tierRounds, m.tierLag, m.tierDuration)
+	reg.MustRegister(m.changes, m.renewals, m.takeover, m.forwarded, m.handoffWaits, m.tieredRows, m.tieredBytes, m.tierRounds, m.tierLag, m.tierDuration)
 	return m
 }
 
@@ -192,6 +197,8 @@ func (m *clusterMetrics) onTier(st tiering.TierStats) {
 	m.tierLag.Observe(st.Lag.Seconds())
 	m.tierDuration.Observe(st.Duration.Seconds())
 }
+
+func (m *clusterMetrics) onHandoffWait(catalog.BucketID) { m.handoffWaits.Inc() }
 
 func (m *clusterMetrics) onLeaseChange(c lease.Change) { m.changes.WithLabelValues(string(c)).Inc() }
 

@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		s.writer = writer.New(writer.Config{
 			FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
 			MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,
-			OnFlush: wpm.onFlush, OnLead: cm.onTakeover,
+			OnFlush: wpm.onFlush, OnLead: cm.onTakeover, OnHandoffWait: cm.onHandoffWait,
 			KVDir: filepath.Join(cfg.DataDir, "kv"), KVMaxPendingBytes: fe.KVMaxPendingBytes,
 		}, store, bucket, s.wal, s.keeper, s.hub, rd, logger.With(slog.String("component", "writer")))
 		s.retention = retention.New(cfg.Retention, store, bucket, logger.With(slog.String("component", "retention")))

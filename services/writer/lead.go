@@ -63,7 +63,9 @@ func (w *Writer) Lead(ctx context.Context, b catalog.BucketID) error {
 // new writes to it are refused with ErrNotLeader (the caller forwards or
 // retries them), its accepted batches are committed, a primary-key bucket's
 // KV state is snapshotted (so the next leader replays little), and the
-// lease is released. It is a no-op when this writer does not lead b.
+// lease is released. Requests that reach b meanwhile can wait for the end
+// with AwaitHandoff. It is a no-op when this writer does not lead b, and
+// waits for the handoff under way when one is.
 func (w *Writer) Handoff(ctx context.Context, b catalog.BucketID, keepSnapshots int) error {
 	w.mu.Lock()
 	bs, ok := w.buckets[b]
@@ -76,9 +78,40 @@ func (w *Writer) Handoff(ctx context.Context, b catalog.BucketID, keepSnapshots 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if bs.err != nil || bs.lead.IsFenced() || !bs.handoff.CompareAndSwap(false, true) {
+	if bs.err != nil {
 		return nil
 	}
+	for {
+		w.mu.Lock()
+		if w.buckets[b] != bs || bs.lead.IsFenced() {
+			w.mu.Unlock()
+			return nil
+		}
+		if !bs.handoff.Load() {
+			break // with w.mu held
+		}
+		// Another handoff is under way: wait for it, then start over (it
+		// may have failed).
+		under := bs.handoffDone
+		w.mu.Unlock()
+		select {
+		case <-under:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	done := make(chan struct{})
+	bs.handoffDone = done
+	bs.handoff.Store(true)
+	w.mu.Unlock()
+	defer func() {
+		// After the release: whoever waited re-reads the leaders and
+		// finds the lease free (or this writer leading again).
+		w.mu.Lock()
+		bs.handoffDone = nil
+		w.mu.Unlock()
+		close(done)
+	}()
 	start := time.Now()
 	if err := w.awaitCommitted(ctx, bs); err != nil {
 		// Keep leading: the batches are still pending and the next flush
@@ -103,6 +136,36 @@ func (w *Writer) Handoff(ctx context.Context, b catalog.BucketID, keepSnapshots 
 	w.logger.Info("bucket handed over", slog.String("bucket", b.String()), slog.Int64("epoch", bs.lead.Lease.Epoch),
 		slog.Int64("next_offset", bs.committed), slog.Duration("took", time.Since(start)))
 	return nil
+}
+
+// AwaitHandoff waits until the handoff of b under way, if any, ends: b is
+// then led elsewhere (its lease released, so the next leader acquires it at
+// once), or here again if the handoff failed. It returns at once when b is
+// not being handed over, and ctx's error if ctx ends first.
+//
+// A request that reaches b during a handoff waits here instead of being
+// refused: the handoff commits b's accepted batches first, which takes as
+// long as the object store and the catalog take, and no fixed number of
+// re-routes is sure to outlast it.
+func (w *Writer) AwaitHandoff(ctx context.Context, b catalog.BucketID) error {
+	w.mu.Lock()
+	var done chan struct{}
+	if bs, ok := w.buckets[b]; ok {
+		done = bs.handoffDone
+	}
+	w.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	if w.cfg.OnHandoffWait != nil {
+		w.cfg.OnHandoffWait(b)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // awaitCommitted waits until every batch bs accepted is committed, kicking

@@ -78,6 +78,9 @@ type Config struct {
 	// catalog reads, WAL take-back, KV restore and changelog replay), for
 	// every bucket this writer starts to lead.
 	OnLead func(b catalog.BucketID, took time.Duration)
+	// OnHandoffWait, if set, is called whenever a request starts to wait
+	// for the handoff of b to end (AwaitHandoff).
+	OnHandoffWait func(b catalog.BucketID)
 }
 
 // Changelog reads a bucket's committed changelog back, for a primary-key
@@ -176,6 +179,7 @@ type bucketState struct {
 	snapshotOffset atomic.Int64            // the log offset that snapshot covers (read without snapMu)
 	ready          chan struct{}           // closed when loaded
 	handoff        atomic.Bool             // being handed over: accept no new batch
+	handoffDone    chan struct{}           // closed when the handoff under way ends (guarded by Writer.mu)
 	walHole        atomic.Pointer[pending] // the last batch whose WAL append failed (see await)
 	snapMu         sync.Mutex              // held while a snapshot reads kv, and to close kv
 	kvClosed       bool                    // kv was closed (guarded by snapMu)
