@@ -70,6 +70,12 @@ type Cluster struct {
 	view atomic.Pointer[view]
 	left atomic.Bool
 
+	// heartbeatMu orders heartbeats with Leave and Depart, so that no
+	// heartbeat begun before either lands after it (and lists this
+	// process as it was).
+	heartbeatMu sync.Mutex
+	departed    bool // guarded by heartbeatMu
+
 	refreshMu   sync.Mutex
 	refreshedAt time.Time
 
@@ -141,10 +147,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 }
 
 func (c *Cluster) round(ctx context.Context) {
-	if !c.left.Load() {
-		if _, err := c.store.Heartbeat(ctx, c.cfg.Self, c.cfg.TTL); err != nil && ctx.Err() == nil {
-			c.logger.Warn("cluster heartbeat failed", slog.Any("err", err))
-		}
+	if err := c.heartbeat(ctx); err != nil && ctx.Err() == nil {
+		c.logger.Warn("cluster heartbeat failed", slog.Any("err", err))
 	}
 	if err := c.refresh(ctx); err != nil {
 		if ctx.Err() == nil {
@@ -157,15 +161,48 @@ func (c *Cluster) round(ctx context.Context) {
 	}
 }
 
-// Leave removes this process from the member list, so that others stop
-// assigning it buckets and forwarding to it; the first step of a drain.
+// heartbeat renews this process's member entry: as Self until Leave,
+// without roles from Leave on, not at all after Depart.
+func (c *Cluster) heartbeat(ctx context.Context) error {
+	c.heartbeatMu.Lock()
+	defer c.heartbeatMu.Unlock()
+	if c.departed {
+		return nil
+	}
+	m := c.cfg.Self
+	if c.left.Load() {
+		m.Roles = nil
+	}
+	_, err := c.store.Heartbeat(ctx, m, c.cfg.TTL)
+	return err
+}
+
+// Leave is the first step of a drain: this process stops taking buckets
+// over and balancing, and stays in the member list without roles (Run
+// keeps renewing the entry), so that others stop assigning it buckets and
+// tables, but still reach it at its internal address for the buckets it
+// leads until it has handed them over: requests for a bucket being handed
+// over wait there for the handoff to end. Depart removes the entry once
+// the buckets are handed over.
 func (c *Cluster) Leave(ctx context.Context) {
 	c.left.Store(true)
-	if err := c.store.RemoveMember(ctx, c.cfg.Self.ID); err != nil {
-		c.logger.Warn("leaving the member list failed; the entry expires instead", slog.Any("err", err))
+	if err := c.heartbeat(ctx); err != nil {
+		c.logger.Warn("announcing the drain failed; other members assign this one buckets until its entry expires", slog.Any("err", err))
 	}
 	if err := c.refresh(ctx); err != nil {
 		c.logger.Warn("reading the cluster after leaving failed", slog.Any("err", err))
+	}
+}
+
+// Depart removes this process from the member list, after Leave and the
+// handoff of its buckets: the last step of a drain.
+func (c *Cluster) Depart(ctx context.Context) {
+	c.left.Store(true)
+	c.heartbeatMu.Lock()
+	defer c.heartbeatMu.Unlock()
+	c.departed = true
+	if err := c.store.RemoveMember(ctx, c.cfg.Self.ID); err != nil {
+		c.logger.Warn("leaving the member list failed; the entry expires instead", slog.Any("err", err))
 	}
 }
 

@@ -183,6 +183,79 @@ func createLog(t *testing.T, n *node, buckets int32) {
 	}
 }
 
+// TestDrainHoldsWritesUntilHandoff: writes that reach a bucket while its
+// leader drains wait for the handoff to end and then go to the new leader,
+// however long the handoff takes: none fails. The old leader's object
+// store holds its segment uploads, so the handoff (which commits the
+// bucket's accepted batches first) lasts until a write is seen waiting
+// for it. Before, the drained leader left the member list at once, and
+// writes gave up after the re-route budget of about a third of a second
+// with unavailable ("its leader left or stopped answering").
+func TestDrainHoldsWritesUntilHandoff(t *testing.T) {
+	c := newProxiedNodes(t)
+	c.start("f1")
+	c.start("f2")
+	createLog(t, c.nodes["f1"], 1)
+	var old string // the bucket's leader, which drains
+	deadline := time.Now().Add(20 * time.Second)
+	for old == "" {
+		for id := range leaders(t, c.nodes["f1"], "log") {
+			old = id
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bucket got no leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	other := map[string]string{"f1": "f2", "f2": "f1"}[old]
+	via := c.nodes[other]
+
+	a := &appender{}
+	// Acknowledged once in the leader's WAL, while its commits are held.
+	wal := stromv1.Durability_DURABILITY_WAL
+	if err := a.append(via, 1, wal); err != nil {
+		t.Fatal(err)
+	}
+	// From now on the old leader's flushes stall, so the row below stays
+	// pending there and its handoff waits for it.
+	c.proxies[old].hold()
+	if err := a.append(via, 1, wal); err != nil {
+		t.Fatal(err)
+	}
+
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); c.nodes[old].stop() }()
+	waited := c.releaseOnWait(old, stopped)
+	deadline = time.Now().Add(time.Minute)
+	for {
+		if err := a.append(via, 1, wal); err != nil {
+			t.Fatalf("append via %s during the drain of %s: %v", other, old, err)
+		}
+		select {
+		case <-stopped:
+		default:
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not drain within a minute", old)
+			}
+			continue
+		}
+		break
+	}
+	select {
+	case <-waited:
+	default:
+		t.Fatalf("%s drained, but no write waited for its handoff", old)
+	}
+	waitLeaders(t, via, "log", map[string]int{other: 1})
+	// Once this is committed, so is every row before it.
+	if err := a.append(via, 1, stromv1.Durability_DURABILITY_DURABLE); err != nil {
+		t.Fatal(err)
+	}
+	if got := countLog(t, via, 1); got != a.id {
+		t.Fatalf("after the drain: %d rows, want %d", got, a.id)
+	}
+}
+
 // TestRebalanceHoldsWritesUntilHandoff: when a frontend joins, the leader
 // hands it one of its buckets; writes through either frontend that reach
 // that bucket during the handoff wait for it to end, however long it

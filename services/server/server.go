@@ -393,12 +393,14 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // drain shuts down without client-visible errors: it turns not ready,
-// leaves the member list (so nobody assigns it buckets or forwards to it),
-// hands every bucket over (flush, commit, release the lease: the new
-// leaders take them at once), and only then stops accepting requests,
-// finishing the in-flight ones — until then, requests for the handed-over
-// buckets are forwarded to their new leaders. The graceful shutdown timeout
-// bounds all of it.
+// leaves the cluster (nobody assigns it buckets any more, but it stays
+// listed, without roles, so that others still reach it for the buckets it
+// leads), hands every bucket over (flush, commit, release the lease: the
+// new leaders take them at once; requests that reach a bucket meanwhile
+// wait for its handoff to end), departs from the member list, and only
+// then stops accepting requests, finishing the in-flight ones — until
+// then, requests for the handed-over buckets are forwarded to their new
+// leaders. The graceful shutdown timeout bounds all of it.
 func (s *Server) drain(stopCluster context.CancelFunc, clusterDone <-chan struct{}) error {
 	start := time.Now()
 	s.draining.Store(true)
@@ -407,14 +409,17 @@ func (s *Server) drain(stopCluster context.CancelFunc, clusterDone <-chan struct
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.GracefulShutdownTimeout)
 	defer cancel()
+	// The cluster keeps running meanwhile: it renews the member entry
+	// and re-reads the leaders, but takes over and balances nothing.
 	s.cluster.Leave(ctx)
-	stopCluster()
-	<-clusterDone
 	if s.writer != nil {
 		if err := s.writer.Drain(ctx, s.cfg.Frontend.KVSnapshotKeep); err != nil {
 			s.logger.Warn("drain: some buckets were not handed over; their leases expire instead", slog.Any("err", err))
 		}
 	}
+	s.cluster.Depart(ctx)
+	stopCluster()
+	<-clusterDone
 	if err := s.http.Shutdown(ctx); err != nil {
 		return fmt.Errorf("server: graceful shutdown: %w", err)
 	}
