@@ -108,7 +108,9 @@ func (w *Writer) Handoff(ctx context.Context, b catalog.BucketID, keepSnapshots 
 		// After the release: whoever waited re-reads the leaders and
 		// finds the lease free (or this writer leading again).
 		w.mu.Lock()
-		bs.handoffDone = nil
+		if bs.handoffDone == done { // not yet the next handoff's, after a failure
+			bs.handoffDone = nil
+		}
 		w.mu.Unlock()
 		close(done)
 	}()
