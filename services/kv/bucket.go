@@ -812,44 +812,69 @@ func (b *Bucket) PrefixLookup(values []any) ([]Row, error) {
 		}
 	}
 	prefix := EncodePrefix(append([]byte(nil), rowPrefix...), values)
-	return b.scan(prefix, prefixEnd(prefix), 0)
+	rows, _, _, err := b.scan(prefix, prefixEnd(prefix), 0)
+	return rows, err
 }
 
 // Scan returns up to limit applied rows (all when limit <= 0) in key order,
 // read from one consistent pebble snapshot.
 func (b *Bucket) Scan(limit int) ([]Row, error) {
-	return b.scan(rowPrefix, prefixEnd(rowPrefix), limit)
+	rows, _, _, err := b.scan(rowPrefix, prefixEnd(rowPrefix), limit)
+	return rows, err
 }
 
-func (b *Bucket) scan(lower, upper []byte, limit int) ([]Row, error) {
+// ScanAfter returns up to limit applied rows (all when limit <= 0) in key
+// order, those whose keys follow after (nil: from the first), read from
+// one consistent pebble snapshot; with the key of the last row returned
+// (to pass as after for the next rows) and whether rows follow it. Keys
+// are the encoding of the key columns in storage order (KeyColumns), as
+// EncodeKey writes them. A scan in pieces returns each key at most once,
+// in order; each piece is its own snapshot, so a key written between two
+// pieces shows as of the piece that reaches it.
+func (b *Bucket) ScanAfter(after []byte, limit int) (rows []Row, last []byte, more bool, err error) {
+	lower := rowPrefix
+	if after != nil {
+		// The smallest key greater than after.
+		lower = append(append(append(make([]byte, 0, len(rowPrefix)+len(after)+1), rowPrefix...), after...), 0)
+	}
+	return b.scan(lower, prefixEnd(rowPrefix), limit)
+}
+
+// scan reads the rows of [lower, upper), up to limit (all when limit <=
+// 0), and returns them with the last one's key (without rowPrefix) and
+// whether more follow.
+func (b *Bucket) scan(lower, upper []byte, limit int) ([]Row, []byte, bool, error) {
 	b.life.RLock()
 	defer b.life.RUnlock()
 	if b.closed {
-		return nil, ErrClosed
+		return nil, nil, false, ErrClosed
 	}
 	st := b.st.Load()
 	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return nil, fmt.Errorf("kv: scan: %w", err)
+		return nil, nil, false, fmt.Errorf("kv: scan: %w", err)
 	}
 	var out []Row
-	for ok := it.First(); ok && (limit <= 0 || len(out) < limit); ok = it.Next() {
+	var last []byte
+	ok := it.First()
+	for ; ok && (limit <= 0 || len(out) < limit); ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
-			return nil, fmt.Errorf("kv: scan: %w", err)
+			return nil, nil, false, fmt.Errorf("kv: scan: %w", err)
 		}
 		row, err := DecodeRow(st.schema, v)
 		if err != nil {
 			it.Close()
-			return nil, err
+			return nil, nil, false, err
 		}
 		out = append(out, row)
+		last = append(last[:0], it.Key()[len(rowPrefix):]...) // Key is valid until Next
 	}
 	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("kv: scan: %w", err)
+		return nil, nil, false, fmt.Errorf("kv: scan: %w", err)
 	}
-	return out, nil
+	return out, last, ok, nil
 }
 
 // RowsToRecord converts rows of this bucket's table to Arrow; see the

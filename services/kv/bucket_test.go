@@ -352,4 +352,29 @@ func checkBucket(t *testing.T, step int, b *Bucket, m model) {
 	if err != nil || len(all) != total {
 		t.Fatalf("step %d: Scan = %d rows, %v; want %d", step, len(all), err, total)
 	}
+	// The same rows in pieces of 1..3 rows, each after the last key.
+	var pieces []Row
+	var after []byte
+	for piece := 1; ; piece++ {
+		rows, last, more, err := b.ScanAfter(after, 1+step%3)
+		if err != nil {
+			t.Fatalf("step %d: ScanAfter piece %d: %v", step, piece, err)
+		}
+		pieces = append(pieces, rows...)
+		if more != (len(pieces) < total) || len(rows) > 0 && last == nil {
+			t.Fatalf("step %d: ScanAfter piece %d: %d rows (%d of %d), last %q, more %v", step, piece, len(rows), len(pieces), total, last, more)
+		}
+		if !more {
+			break
+		}
+		after = last
+	}
+	if len(pieces) != len(all) {
+		t.Fatalf("step %d: ScanAfter in pieces = %d rows, Scan %d", step, len(pieces), len(all))
+	}
+	for i := range all {
+		if !rowsEqual(pieces[i], all[i]) {
+			t.Fatalf("step %d: ScanAfter in pieces row %d = %v, Scan %v", step, i, pieces[i], all[i])
+		}
+	}
 }
