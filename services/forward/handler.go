@@ -247,11 +247,15 @@ func (h *Handler) Scan(ctx context.Context, req *connect.Request[clusterv1.ScanR
 	if err != nil {
 		return nil, h.error(ctx, "forwarded scan", err)
 	}
-	rows, err := state.Scan(int(m.GetLimit()))
+	var after []byte
+	if len(m.GetAfterKey()) > 0 {
+		after = m.GetAfterKey()
+	}
+	rows, last, more, err := state.ScanAfter(after, int(m.GetLimit()))
 	if err != nil {
 		return nil, h.error(ctx, "forwarded scan", err)
 	}
-	return connect.NewResponse(&clusterv1.ScanResponse{Rows: encodeRows(senderSchema(t.Schema, m.GetColumnCount()), rows)}), nil
+	return connect.NewResponse(&clusterv1.ScanResponse{Rows: encodeRows(senderSchema(t.Schema, m.GetColumnCount()), rows), LastKey: last, More: more}), nil
 }
 
 // Count implements ClusterService.

@@ -76,24 +76,33 @@ func (r *Router) PrefixLookup(ctx context.Context, t catalog.Table, b catalog.Bu
 	return out, err
 }
 
-// Scan returns up to limit current rows of bucket b (0: all), in key order.
-func (r *Router) Scan(ctx context.Context, t catalog.Table, b catalog.BucketID, limit int) ([]kv.Row, error) {
-	var out []kv.Row
+// Scan returns up to limit current rows of bucket b (0: all), in key
+// order, those whose keys follow after (nil: from the first; see
+// kv.Bucket.ScanAfter), with the last row's key and whether rows follow.
+func (r *Router) Scan(ctx context.Context, t catalog.Table, b catalog.BucketID, after []byte, limit int) ([]kv.Row, []byte, bool, error) {
+	var (
+		out  []kv.Row
+		last []byte
+		more bool
+	)
 	n := len(t.Schema.Columns)
 	err := r.read(ctx, t, b, func(state *kv.Bucket) (err error) {
-		out, err = state.Scan(limit)
+		out, last, more, err = state.ScanAfter(after, limit)
 		resize(out, n)
 		return err
 	}, func(ctx context.Context, c clusterClient) error {
-		resp, err := c.Scan(ctx, connect.NewRequest(&clusterv1.ScanRequest{TableId: t.ID, Bucket: bucketToProto(b), Limit: int64(limit), ColumnCount: int32(n)}))
+		resp, err := c.Scan(ctx, connect.NewRequest(&clusterv1.ScanRequest{
+			TableId: t.ID, Bucket: bucketToProto(b), Limit: int64(limit), ColumnCount: int32(n), AfterKey: after,
+		}))
 		r.count("Scan", err)
 		if err != nil {
 			return err
 		}
 		out, err = decodeRows(t.Schema, resp.Msg.GetRows())
+		last, more = resp.Msg.GetLastKey(), resp.Msg.GetMore()
 		return err
 	})
-	return out, err
+	return out, last, more, err
 }
 
 // Count returns the exact number of current rows of bucket b.

@@ -679,7 +679,10 @@ type ScanRequest struct {
 	// answered with that many columns (columns are only ever appended, so a
 	// row of a newer version is cut, one of an older version padded with
 	// NULLs). 0: the leader's version.
-	ColumnCount   int32 `protobuf:"varint,4,opt,name=column_count,json=columnCount,proto3" json:"column_count,omitempty"`
+	ColumnCount int32 `protobuf:"varint,4,opt,name=column_count,json=columnCount,proto3" json:"column_count,omitempty"`
+	// Read the rows whose keys follow this one: the last_key of the previous
+	// response. Empty: from the first row.
+	AfterKey      []byte `protobuf:"bytes,5,opt,name=after_key,json=afterKey,proto3" json:"after_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -742,11 +745,23 @@ func (x *ScanRequest) GetColumnCount() int32 {
 	return 0
 }
 
+func (x *ScanRequest) GetAfterKey() []byte {
+	if x != nil {
+		return x.AfterKey
+	}
+	return nil
+}
+
 // ScanResponse holds the rows.
 type ScanResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Rows in Strom's binary row encoding, in key order.
-	Rows          [][]byte `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	Rows [][]byte `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	// The key of the last row (kv's key encoding, storage order); empty when
+	// there are no rows.
+	LastKey []byte `protobuf:"bytes,2,opt,name=last_key,json=lastKey,proto3" json:"last_key,omitempty"`
+	// Rows follow the last one.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -786,6 +801,20 @@ func (x *ScanResponse) GetRows() [][]byte {
 		return x.Rows
 	}
 	return nil
+}
+
+func (x *ScanResponse) GetLastKey() []byte {
+	if x != nil {
+		return x.LastKey
+	}
+	return nil
+}
+
+func (x *ScanResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 // CountRequest names one bucket.
@@ -933,14 +962,17 @@ const file_strom_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x06prefix\x18\x03 \x01(\fR\x06prefix\x12!\n" +
 	"\fcolumn_count\x18\x04 \x01(\x05R\vcolumnCount\"*\n" +
 	"\x14PrefixLookupResponse\x12\x12\n" +
-	"\x04rows\x18\x01 \x03(\fR\x04rows\"\x93\x01\n" +
+	"\x04rows\x18\x01 \x03(\fR\x04rows\"\xb0\x01\n" +
 	"\vScanRequest\x12\x19\n" +
 	"\btable_id\x18\x01 \x01(\x03R\atableId\x120\n" +
 	"\x06bucket\x18\x02 \x01(\v2\x18.strom.cluster.v1.BucketR\x06bucket\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12!\n" +
-	"\fcolumn_count\x18\x04 \x01(\x05R\vcolumnCount\"\"\n" +
+	"\fcolumn_count\x18\x04 \x01(\x05R\vcolumnCount\x12\x1b\n" +
+	"\tafter_key\x18\x05 \x01(\fR\bafterKey\"Q\n" +
 	"\fScanResponse\x12\x12\n" +
-	"\x04rows\x18\x01 \x03(\fR\x04rows\"[\n" +
+	"\x04rows\x18\x01 \x03(\fR\x04rows\x12\x19\n" +
+	"\blast_key\x18\x02 \x01(\fR\alastKey\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"[\n" +
 	"\fCountRequest\x12\x19\n" +
 	"\btable_id\x18\x01 \x01(\x03R\atableId\x120\n" +
 	"\x06bucket\x18\x02 \x01(\v2\x18.strom.cluster.v1.BucketR\x06bucket\"%\n" +

@@ -56,7 +56,8 @@ type ClusterServiceClient interface {
 	Lookup(context.Context, *connect.Request[v1.LookupRequest]) (*connect.Response[v1.LookupResponse], error)
 	// PrefixLookup reads the rows of one bucket-key prefix.
 	PrefixLookup(context.Context, *connect.Request[v1.PrefixLookupRequest]) (*connect.Response[v1.PrefixLookupResponse], error)
-	// Scan reads up to limit current rows of one primary-key bucket.
+	// Scan reads up to limit current rows of one primary-key bucket, in key
+	// order, from after_key on.
 	Scan(context.Context, *connect.Request[v1.ScanRequest]) (*connect.Response[v1.ScanResponse], error)
 	// Count returns the exact row count of one primary-key bucket.
 	Count(context.Context, *connect.Request[v1.CountRequest]) (*connect.Response[v1.CountResponse], error)
@@ -154,7 +155,8 @@ type ClusterServiceHandler interface {
 	Lookup(context.Context, *connect.Request[v1.LookupRequest]) (*connect.Response[v1.LookupResponse], error)
 	// PrefixLookup reads the rows of one bucket-key prefix.
 	PrefixLookup(context.Context, *connect.Request[v1.PrefixLookupRequest]) (*connect.Response[v1.PrefixLookupResponse], error)
-	// Scan reads up to limit current rows of one primary-key bucket.
+	// Scan reads up to limit current rows of one primary-key bucket, in key
+	// order, from after_key on.
 	Scan(context.Context, *connect.Request[v1.ScanRequest]) (*connect.Response[v1.ScanResponse], error)
 	// Count returns the exact row count of one primary-key bucket.
 	Count(context.Context, *connect.Request[v1.CountRequest]) (*connect.Response[v1.CountResponse], error)
