@@ -74,11 +74,16 @@ func tableID(tbl *table.Table) (int64, error) {
 // offsetsOf returns strom.offsets of tbl's current snapshot and its id; an
 // empty map and 0 when the table has no snapshot.
 func offsetsOf(tbl *table.Table) (map[catalog.BucketID]int64, int64, error) {
+	return snapshotOffsets(tbl, tbl.CurrentSnapshot())
+}
+
+// snapshotOffsets returns strom.offsets of snap, a snapshot of tbl, and
+// its id; an empty map and 0 when snap is nil.
+func snapshotOffsets(tbl *table.Table, snap *table.Snapshot) (map[catalog.BucketID]int64, int64, error) {
 	id, err := tableID(tbl)
 	if err != nil {
 		return nil, 0, err
 	}
-	snap := tbl.CurrentSnapshot()
 	if snap == nil {
 		return map[catalog.BucketID]int64{}, 0, nil
 	}

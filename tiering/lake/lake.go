@@ -75,6 +75,9 @@ var (
 	// identifiers), or TIMESTAMP(7..9) and TIMESTAMP_LTZ(7..9) (truncated
 	// to microseconds in the lake).
 	ErrUnsupportedKey = errors.New("lake: primary key cannot be tiered")
+	// ErrSnapshotGone: SnapshotAt was asked for a snapshot the lake no
+	// longer has (expired by maintenance, or the Iceberg table dropped).
+	ErrSnapshotGone = errors.New("lake: snapshot no longer exists")
 )
 
 // S3Config locates the object store that holds the lake's files.

@@ -43,6 +43,11 @@ type Snapshot struct {
 	// order.
 	groups map[catalog.BucketID][]fileGroup
 	mem    memory.Allocator
+	// schema is the Iceberg schema of the snapshot's data; pinned: the
+	// snapshot is not the table's current one (SnapshotAt), so scans
+	// name it.
+	schema *iceberg.Schema
+	pinned bool
 }
 
 // fileGroup is data files of one bucket whose __offset ranges overlap
@@ -58,32 +63,74 @@ type fileGroup struct {
 // or one without snapshots) is an empty snapshot, not an error. An Iceberg
 // table of t's name that belongs to another Strom table is ErrForeignTable.
 func (l *Lake) Snapshot(ctx context.Context, t catalog.Table) (*Snapshot, error) {
+	return l.snapshot(ctx, t, nil)
+}
+
+// SnapshotAt loads snapshot id of t's lake table, one a Snapshot had (for
+// a read that continues where an earlier one stopped: the same snapshot
+// yields the same rows in the same order). Id 0 is the empty snapshot. A
+// snapshot the lake no longer has (expired, or the Iceberg table dropped)
+// is ErrSnapshotGone.
+func (l *Lake) SnapshotAt(ctx context.Context, t catalog.Table, id int64) (*Snapshot, error) {
+	if id == 0 {
+		return &Snapshot{Offsets: map[catalog.BucketID]int64{}, t: t, mem: memory.DefaultAllocator}, nil
+	}
+	return l.snapshot(ctx, t, &id)
+}
+
+// snapshot loads snapshot id (nil: the current one) of t's lake table.
+func (l *Lake) snapshot(ctx context.Context, t catalog.Table, id *int64) (*Snapshot, error) {
 	s := &Snapshot{Offsets: map[catalog.BucketID]int64{}, t: t, mem: memory.DefaultAllocator}
 	ident := Identifier(t)
 	name := strings.Join(ident, ".")
 	tbl, err := l.load(ctx, ident)
 	if errors.Is(err, icecatalog.ErrNoSuchTable) || errors.Is(err, icecatalog.ErrNoSuchNamespace) {
+		if id != nil {
+			return nil, fmt.Errorf("%w: %s has no Iceberg table", ErrSnapshotGone, name)
+		}
 		return s, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lake: load %s: %w", name, err)
 	}
-	if id := tbl.Properties()[PropTableID]; id != strconv.FormatInt(t.ID, 10) {
+	if tid := tbl.Properties()[PropTableID]; tid != strconv.FormatInt(t.ID, 10) {
 		return nil, fmt.Errorf("%w: %s has %s=%q, but the Strom table's id is %d; drop or rename the Iceberg table",
-			ErrForeignTable, name, PropTableID, id, t.ID)
+			ErrForeignTable, name, PropTableID, tid, t.ID)
 	}
-	offsets, snapID, err := offsetsOf(tbl)
+	snap := tbl.CurrentSnapshot()
+	if id != nil {
+		if snap = tbl.Metadata().SnapshotByID(*id); snap == nil {
+			return nil, fmt.Errorf("%w: %s has no snapshot %d", ErrSnapshotGone, name, *id)
+		}
+		cur := tbl.CurrentSnapshot()
+		s.pinned = cur == nil || cur.SnapshotID != snap.SnapshotID
+	}
+	offsets, snapID, err := snapshotOffsets(tbl, snap)
 	if err != nil {
 		return nil, err
 	}
 	if snapID == 0 {
 		return s, nil
 	}
-	tasks, err := tbl.Scan().PlanFiles(ctx)
+	scan := tbl.Scan()
+	if s.pinned {
+		scan = tbl.Scan(table.WithSnapshotID(snapID))
+	}
+	tasks, err := scan.PlanFiles(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lake: plan %s snapshot %d: %w", name, snapID, err)
 	}
 	s.ID, s.Offsets, s.tbl = snapID, offsets, tbl
+	if s.pinned {
+		for _, sc := range tbl.Metadata().Schemas() {
+			if snap.SchemaID != nil && sc.ID == *snap.SchemaID {
+				s.schema = sc
+			}
+		}
+	}
+	if s.schema == nil {
+		s.schema = tbl.Schema()
+	}
 	files := map[catalog.BucketID][]table.FileScanTask{}
 	for _, task := range tasks {
 		b, err := s.bucketOf(task.File)
@@ -92,7 +139,7 @@ func (l *Lake) Snapshot(ctx context.Context, t catalog.Table) (*Snapshot, error)
 		}
 		files[b] = append(files[b], task)
 	}
-	offsetField, _ := tbl.Schema().FindFieldByName(ColumnOffset)
+	offsetField, _ := s.schema.FindFieldByName(ColumnOffset)
 	s.groups = make(map[catalog.BucketID][]fileGroup, len(files))
 	for b, tasks := range files {
 		s.groups[b] = groupFiles(tasks, offsetField.ID)
@@ -114,6 +161,11 @@ func groupFiles(tasks []table.FileScanTask, offsetID int) []fileGroup {
 		lo, okLo := task.File.LowerBoundValues()[offsetID]
 		hi, okHi := task.File.UpperBoundValues()[offsetID]
 		if !okLo || !okHi || len(lo) != 8 || len(hi) != 8 {
+			// In a fixed order all the same (RowsFrom's positions).
+			tasks = slices.Clone(tasks)
+			slices.SortFunc(tasks, func(x, y table.FileScanTask) int {
+				return cmp.Or(strings.Compare(x.File.FilePath(), y.File.FilePath()), cmp.Compare(x.Start, y.Start))
+			})
 			return []fileGroup{{tasks: tasks, lower: 0, upper: math.MaxInt64}}
 		}
 		all = append(all, bounded{task, int64(binary.LittleEndian.Uint64(lo)), int64(binary.LittleEndian.Uint64(hi))})
@@ -322,40 +374,86 @@ func (s *Snapshot) Records(ctx context.Context, b catalog.BucketID, from, to int
 // stops reading.
 func (s *Snapshot) Rows(ctx context.Context, b catalog.BucketID, columns []string) iter.Seq2[arrow.RecordBatch, error] {
 	return func(yield func(arrow.RecordBatch, error) bool) {
+		for rb, err := range s.RowsFrom(ctx, b, columns, RowsPos{}) {
+			if !yield(rb.Rec, err) {
+				return
+			}
+		}
+	}
+}
+
+// RowsPos is a position in the rows Rows yields for one bucket: Row rows
+// into chunk Chunk of its data files. Every read of one snapshot yields
+// the rows in the same order, so a position found in one read holds for
+// another (of a Snapshot of the same ID).
+type RowsPos struct {
+	Chunk int   `json:"c"`
+	Row   int64 `json:"r"`
+}
+
+// RowsBatch is a batch RowsFrom yields and the position of its first row;
+// the position after its row i is {At.Chunk, At.Row + i + 1}.
+type RowsBatch struct {
+	Rec arrow.RecordBatch
+	At  RowsPos
+}
+
+// RowsFrom is Rows from position from on: it yields the bucket's rows
+// after the first from.Row rows of chunk from.Chunk, each batch with its
+// position. It reads one chunk (readChunk data files, in parallel) at a
+// time; resuming in a chunk reads the rows of the chunk before the
+// position again to skip them.
+func (s *Snapshot) RowsFrom(ctx context.Context, b catalog.BucketID, columns []string, from RowsPos) iter.Seq2[RowsBatch, error] {
+	return func(yield func(RowsBatch, error) bool) {
 		out, err := s.Schema(columns)
 		if err != nil {
-			yield(nil, err)
+			yield(RowsBatch{}, err)
 			return
 		}
 		var tasks []table.FileScanTask
 		for _, g := range s.groups[b] {
 			tasks = append(tasks, g.tasks...)
 		}
-		if len(tasks) == 0 {
+		if len(tasks) == 0 || from.Chunk*readChunk >= len(tasks) {
 			return
 		}
 		scan := s.scan(out)
 		defer scan.Close()
-		for chunk := range slices.Chunk(tasks, readChunk) {
+		for c := max(from.Chunk, 0); c*readChunk < len(tasks); c++ {
+			chunk := tasks[c*readChunk : min((c+1)*readChunk, len(tasks))]
 			_, recs, err := scan.ReadTasks(ctx, chunk)
 			if err != nil {
-				yield(nil, s.readError(b, err))
+				yield(RowsBatch{}, s.readError(b, err))
 				return
+			}
+			var row, skip int64
+			if c == from.Chunk {
+				skip = from.Row
 			}
 			for rec, err := range recs {
 				if err != nil {
-					yield(nil, s.readError(b, err))
+					yield(RowsBatch{}, s.readError(b, err))
 					return
 				}
-				res, err := s.project(out, rec, rec.NumRows())
+				n := rec.NumRows()
+				first := min(n, max(skip-row, 0)) // rows of rec before from
+				if first == n {
+					row += n
+					rec.Release()
+					continue
+				}
+				rest := rec.NewSlice(first, n)
 				rec.Release()
+				res, err := s.project(out, rest, n-first)
+				rest.Release()
 				if err != nil {
-					yield(nil, s.readError(b, err))
+					yield(RowsBatch{}, s.readError(b, err))
 					return
 				}
-				if !yield(res, nil) {
+				if !yield(RowsBatch{Rec: res, At: RowsPos{Chunk: c, Row: row + first}}, nil) {
 					return
 				}
+				row += n
 			}
 		}
 	}
@@ -365,14 +463,17 @@ func (s *Snapshot) Rows(ctx context.Context, b catalog.BucketID, columns []strin
 // column added to the Strom table after the last tiering round is not in
 // the Iceberg table yet).
 func (s *Snapshot) scan(out *arrow.Schema) *table.Scan {
-	iceSchema := s.tbl.Schema()
 	var selected []string
 	for _, f := range out.Fields() {
-		if _, ok := iceSchema.FindFieldByName(f.Name); ok {
+		if _, ok := s.schema.FindFieldByName(f.Name); ok {
 			selected = append(selected, f.Name)
 		}
 	}
-	return s.tbl.Scan(table.WithSelectedFields(selected...), table.WithMaxConcurrency(readChunk))
+	opts := []table.ScanOption{table.WithSelectedFields(selected...), table.WithMaxConcurrency(readChunk)}
+	if s.pinned {
+		opts = append(opts, table.WithSnapshotID(s.ID))
+	}
+	return s.tbl.Scan(opts...)
 }
 
 func (s *Snapshot) readError(b catalog.BucketID, err error) error {

@@ -316,3 +316,103 @@ func TestSnapshotRecordsOrders(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotRowsFrom: a bucket in 20 data files (two chunks of files);
+// RowsFrom at every position of a full read (and at a chunk's end)
+// yields exactly the rows after it, in the same order; SnapshotAt gives
+// back an older snapshot after a newer commit, with its own rows and
+// positions, and refuses one the table does not have.
+func TestSnapshotRowsFrom(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	tt := logTable(1)
+	b0 := bid(1, 0)
+	tbl, err := e.lake.EnsureTable(ctx, tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const files, per = 20, 3
+	for f := range int64(files) {
+		tbl, _ = e.lake.EnsureTable(ctx, tt)
+		if _, err := e.lake.Append(ctx, tbl, []arrow.RecordBatch{batch(t, tbl, 0, f*per, (f+1)*per)}, map[catalog.BucketID]int64{b0: (f + 1) * per}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, err := e.lake.Snapshot(ctx, tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type posRow struct {
+		pos lake.RowsPos
+		row string
+	}
+	read := func(s *lake.Snapshot, from lake.RowsPos) []posRow {
+		t.Helper()
+		var out []posRow
+		for rb, err := range s.RowsFrom(ctx, b0, nil, from) {
+			if err != nil {
+				t.Fatalf("RowsFrom(%+v): %v", from, err)
+			}
+			oc := rb.Rec.Column(rb.Rec.Schema().FieldIndices(lake.ColumnOffset)[0]).(*array.Int64)
+			for i := range int(rb.Rec.NumRows()) {
+				out = append(out, posRow{lake.RowsPos{Chunk: rb.At.Chunk, Row: rb.At.Row + int64(i)}, formatRow(0, oc.Value(i))})
+			}
+			rb.Rec.Release()
+		}
+		return out
+	}
+	all := read(snap, lake.RowsPos{})
+	if len(all) != files*per {
+		t.Fatalf("RowsFrom(start) = %d rows, want %d", len(all), files*per)
+	}
+	chunks := map[int]bool{}
+	for _, r := range all {
+		chunks[r.pos.Chunk] = true
+	}
+	if len(chunks) != 2 {
+		t.Fatalf("20 files came in chunks %v, want 2 chunks", chunks)
+	}
+	for i, r := range all {
+		if got := read(snap, r.pos); !slices.Equal(got, all[i:]) {
+			t.Fatalf("RowsFrom(%+v) = %d rows starting %v, want the %d from row %d", r.pos, len(got), got[:min(1, len(got))], len(all)-i, i)
+		}
+	}
+	// The end of chunk 0 is the start of chunk 1; past the end is nothing.
+	last0 := 0
+	for i, r := range all {
+		if r.pos.Chunk == 0 {
+			last0 = i
+		}
+	}
+	if got := read(snap, lake.RowsPos{Chunk: 0, Row: all[last0].pos.Row + 1}); !slices.Equal(got, all[last0+1:]) {
+		t.Fatalf("RowsFrom(end of chunk 0) = %d rows, want %d", len(got), len(all)-last0-1)
+	}
+	if got := read(snap, lake.RowsPos{Chunk: 2}); len(got) != 0 {
+		t.Fatalf("RowsFrom(chunk 2) = %d rows, want none", len(got))
+	}
+
+	// A newer snapshot; the old one by id reads as before.
+	tbl, _ = e.lake.EnsureTable(ctx, tt)
+	if _, err := e.lake.Append(ctx, tbl, []arrow.RecordBatch{batch(t, tbl, 0, files*per, files*per+5)}, map[catalog.BucketID]int64{b0: files*per + 5}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.lake.SnapshotAt(ctx, tt, snap.ID)
+	if err != nil || old.ID != snap.ID || old.Offsets[b0] != files*per {
+		t.Fatalf("SnapshotAt(%d) = %+v, %v", snap.ID, old, err)
+	}
+	if got := read(old, lake.RowsPos{}); !slices.Equal(got, all) {
+		t.Fatalf("SnapshotAt(%d) rows = %d, want the %d of the snapshot", snap.ID, len(got), len(all))
+	}
+	if got, _, err := readAll(t, old, b0, 0, 1000, nil); err != nil || len(got) != files*per {
+		t.Fatalf("SnapshotAt(%d) records = %d, %v; want %d", snap.ID, len(got), err, files*per)
+	}
+	if cur, err := e.lake.Snapshot(ctx, tt); err != nil || len(read(cur, lake.RowsPos{})) != files*per+5 {
+		t.Fatalf("current snapshot: %v", err)
+	}
+	if _, err := e.lake.SnapshotAt(ctx, tt, snap.ID+12345); !errors.Is(err, lake.ErrSnapshotGone) {
+		t.Fatalf("SnapshotAt(an unknown id) = %v, want ErrSnapshotGone", err)
+	}
+	if empty, err := e.lake.SnapshotAt(ctx, tt, 0); err != nil || empty.ID != 0 || len(read(empty, lake.RowsPos{})) != 0 {
+		t.Fatalf("SnapshotAt(0) = %+v, %v; want the empty snapshot", empty, err)
+	}
+}
