@@ -24,7 +24,10 @@ import (
 type KV interface {
 	Lookup(ctx context.Context, t catalog.Table, b catalog.BucketID, keys []kv.Row) ([]kv.Row, error)
 	PrefixLookup(ctx context.Context, t catalog.Table, b catalog.BucketID, values []any) ([]kv.Row, error)
-	Scan(ctx context.Context, t catalog.Table, b catalog.BucketID, limit int) ([]kv.Row, error)
+	// Scan returns up to limit rows (0: all) in key order after key
+	// after (nil: from the first), the last one's key and whether rows
+	// follow it (kv.Bucket.ScanAfter).
+	Scan(ctx context.Context, t catalog.Table, b catalog.BucketID, after []byte, limit int) (rows []kv.Row, last []byte, more bool, err error)
 	Count(ctx context.Context, t catalog.Table, b catalog.BucketID) (int64, error)
 }
 
@@ -145,48 +148,6 @@ func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1
 	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, nil, m.GetFormat())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
-	}
-	return connect.NewResponse(out), nil
-}
-
-// Scan implements ReadService for primary-key tables: up to limit current
-// rows, bucket by bucket, each bucket read from one consistent snapshot.
-// With union it reads a log table from the lake and the stream (union.go).
-func (s *Service) Scan(ctx context.Context, req *connect.Request[stromv1.ScanRequest]) (*connect.Response[stromv1.ScanResponse], error) {
-	m := req.Msg
-	if err := requireTable("", m.GetDatabase(), m.GetTable()); err != nil {
-		return nil, err
-	}
-	if m.GetUnion() {
-		return s.unionScan(ctx, m)
-	}
-	t, err := s.primaryKeyTable(ctx, m.GetDatabase(), m.GetTable(), "scan")
-	if err != nil {
-		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
-	}
-	if m.GetLimit() < 0 {
-		return nil, rpcerr.Invalid("limit: must not be negative")
-	}
-	if err := checkColumns(t, batch.ArrowSchema(t.Schema), m.GetColumns()); err != nil {
-		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
-	}
-	var rows []kv.Row
-	err = s.eachBucket(ctx, t, func(b catalog.BucketID) (bool, error) {
-		left := 0
-		if m.GetLimit() > 0 {
-			left = int(m.GetLimit()) - len(rows)
-		}
-		got, err := s.kv.Scan(ctx, t, b, left)
-		rows = append(rows, got...)
-		return m.GetLimit() > 0 && len(rows) >= int(m.GetLimit()), err
-	})
-	if err != nil {
-		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
-	}
-	out := &stromv1.ScanResponse{}
-	out.Rows, out.ArrowIpc, err = s.encodeRows(t, rows, m.GetColumns(), m.GetFormat())
-	if err != nil {
-		return nil, rpcerr.Connect(ctx, s.logger, "scan", err)
 	}
 	return connect.NewResponse(out), nil
 }

@@ -61,14 +61,19 @@ type Service struct {
 	router  writer.Router
 	logger  *slog.Logger
 	mem     memory.Allocator
+	onScan  func(ScanInfo)
 }
 
 var _ stromv1connect.ReadServiceHandler = (*Service)(nil)
 
 // New returns a ReadService. lk is the lake that union scans read; nil
 // when the deployment has none (union scans then read the stream alone).
-func New(tables Tables, buckets Buckets, r *reader.Reader, state KV, lk Lake, logger *slog.Logger) *Service {
-	return &Service{tables: tables, buckets: buckets, reader: r, kv: state, lake: lk, logger: logger, mem: memory.DefaultAllocator}
+func New(tables Tables, buckets Buckets, r *reader.Reader, state KV, lk Lake, logger *slog.Logger, opts ...Option) *Service {
+	s := &Service{tables: tables, buckets: buckets, reader: r, kv: state, lake: lk, logger: logger, mem: memory.DefaultAllocator}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // ListOffsets implements ReadService.

@@ -8,35 +8,50 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/arrow/util"
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/batch"
 	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/tiering"
+	"github.com/strom-io/strom/tiering/lake"
 )
 
-// keyedBucket adds the rows of primary-key table bucket st as of its
-// fixed end: of the lake snapshot's rows (the bucket's state at the
-// snapshot's offset L, deletes applied), those whose keys the changelog
-// did not touch in [L, end); then, for every key the changelog touched,
-// its last change when that is an insert or an update (a key whose last
-// change is a delete is gone). Each row's _offset is the offset of the
-// change that wrote it. end is st.NextOffset, or L when a newer snapshot,
-// loaded because retention deleted the changelog meanwhile, is past it.
-func (r *unionReader) keyedBucket(ctx context.Context, st catalog.BucketState) error {
-	b := st.BucketID
+// tailKeepBytes bounds the changelog tail a primary-key union scan keeps
+// in memory from reading it for its keys until it returns its rows; a
+// longer tail is read twice instead.
+const tailKeepBytes = 16 << 20
+
+// keyedBucket adds the rows of primary-key table bucket i as of its fixed
+// end, from pos on (the zero position: from the bucket's start): of the
+// lake snapshot's rows (the bucket's state at the snapshot's offset L,
+// deletes applied), those whose keys the changelog did not touch in
+// [L, end); then, in offset order, every touched key's last change when
+// that is an insert or an update (a key whose last change is a delete is
+// gone). Each row's _offset is the offset of the change that wrote it.
+// end is the bucket's end, or L when a newer snapshot, loaded because
+// retention deleted the changelog meanwhile, is past it.
+func (r *unionReader) keyedBucket(ctx context.Context, i int, pos position) error {
+	b := r.bucket(i)
+	resumed := pos.lake != nil || pos.offset > 0
 	var tail *changeTail
 	for attempt := 1; ; attempt++ {
 		from := r.lakeOffset(b)
+		end := max(r.ends[i].End, from)
 		var err error
-		tail, err = r.readChanges(ctx, b, from, max(st.NextOffset, from))
+		tail, err = r.readChanges(ctx, b, from, end)
 		if err == nil {
+			r.ends[i].End = end
 			break
 		}
 		if !errors.Is(err, reader.ErrOffsetOutOfRange) || attempt == unionAttempts {
 			return err
+		}
+		if resumed {
+			// The rows before pos came from this snapshot: another one
+			// would not continue them.
+			return fmt.Errorf("%w: retention deleted the changelog of %s after the scan's lake snapshot %d meanwhile (%w)", errCannotContinue, b, r.snapID(), err)
 		}
 		if err := r.refresh(ctx, b, from, err); err != nil {
 			if r.snap == nil {
@@ -46,22 +61,28 @@ func (r *unionReader) keyedBucket(ctx context.Context, st catalog.BucketState) e
 		}
 	}
 	defer tail.release()
-	if r.lakeOffset(b) > 0 {
-		if err := r.lakeState(ctx, b, tail); err != nil {
+	r.tailKeys = max(r.tailKeys, int64(len(tail.last)))
+	if pos.offset == 0 && tail.from > 0 {
+		var from lake.RowsPos
+		if pos.lake != nil {
+			from = *pos.lake
+		}
+		if err := r.lakeState(ctx, i, tail, from); err != nil {
 			return err
 		}
 	}
-	return tail.addLast(ctx, r.u)
+	return r.addLast(ctx, i, tail, max(pos.offset, tail.from))
 }
 
-// readChanges reads the changelog of b in [from, end).
+// readChanges reads the changelog of b in [from, end): every key's last
+// change, and the records themselves while they fit tailKeepBytes.
 func (r *unionReader) readChanges(ctx context.Context, b catalog.BucketID, from, end int64) (*changeTail, error) {
-	tail := &changeTail{mem: r.s.mem, keys: r.t.Schema.PrimaryKey, last: map[string]changePos{}}
-	for from < end {
-		res, err := r.s.reader.Fetch(ctx, reader.FetchRequest{Table: r.t, Bucket: b, Offset: from, MaxBytes: tailFetchBytes})
+	tail := &changeTail{keys: r.t.Schema.PrimaryKey, from: from, end: end, last: map[string]changePos{}}
+	for off := from; off < end; {
+		res, err := r.s.reader.Fetch(ctx, reader.FetchRequest{Table: r.t, Bucket: b, Offset: off, MaxBytes: tailFetchBytes})
 		if err == nil && len(res.Batches) == 0 {
 			res.Release()
-			err = fmt.Errorf("readsvc: %s: no changelog records at offset %d before the scan's end %d", b, from, end)
+			err = fmt.Errorf("readsvc: %s: no changelog records at offset %d before the scan's end %d", b, off, end)
 		}
 		if err != nil {
 			tail.release()
@@ -70,26 +91,28 @@ func (r *unionReader) readChanges(ctx context.Context, b catalog.BucketID, from,
 		for _, rb := range res.Batches {
 			n := min(rb.Record.NumRows(), end-rb.BaseOffset)
 			rec := rb.Record.NewSlice(0, n)
-			err := tail.add(streamRows(r.s.mem, rec, b.Bucket, rb.BaseOffset, rb.Timestamp))
+			rows := streamRows(r.s.mem, rec, b.Bucket, rb.BaseOffset, rb.Timestamp)
 			rec.Release()
-			if err != nil {
+			if err := tail.add(rows, rb.BaseOffset); err != nil {
 				res.Release()
 				tail.release()
 				return nil, fmt.Errorf("readsvc: %s changelog at offset %d: %w", b, rb.BaseOffset, err)
 			}
 			r.tailRows += n
-			from = rb.BaseOffset + n
-			if from >= end {
+			off = rb.BaseOffset + n
+			if off >= end {
 				break
 			}
 		}
 		res.Release()
 	}
+	tail.markWinners()
 	return tail, nil
 }
 
-// lakeState adds the snapshot's rows of b whose keys tail did not touch.
-func (r *unionReader) lakeState(ctx context.Context, b catalog.BucketID, tail *changeTail) error {
+// lakeState adds the snapshot's rows of the scan's bucket i whose keys
+// tail did not touch, from position from of the bucket's lake rows.
+func (r *unionReader) lakeState(ctx context.Context, i int, tail *changeTail, from lake.RowsPos) error {
 	// The projection, plus the key columns to merge by.
 	var columns []string
 	if r.columns != nil {
@@ -100,18 +123,24 @@ func (r *unionReader) lakeState(ctx context.Context, b catalog.BucketID, tail *c
 		}
 	}
 	stream := batch.ArrowSchema(r.t.Schema)
-	for rec, err := range r.snap.Rows(ctx, b, columns) {
+	snap := r.snapID()
+	for rb, err := range r.snap.RowsFrom(ctx, r.bucket(i), columns, from) {
 		if err != nil {
 			return err
 		}
-		r.lakeRows += rec.NumRows()
-		rows := lakeRows(rec)
-		err := r.addUntouched(ctx, rows, tail, stream)
+		r.lakeRows += rb.Rec.NumRows()
+		rows := lakeRows(rb.Rec)
+		at := rb.At
+		r.p.holding = tail.keptRows + rows.NumRows()
+		err := r.addUntouched(ctx, rows, tail, stream, func(row int64) position {
+			return position{bucket: i, lake: &lake.RowsPos{Chunk: at.Chunk, Row: at.Row + row + 1}, snapshot: snap}
+		})
+		r.p.holding = 0
 		rows.Release()
 		if err != nil {
 			return err
 		}
-		if r.u.full() {
+		if r.p.done() {
 			break
 		}
 	}
@@ -119,9 +148,10 @@ func (r *unionReader) lakeState(ctx context.Context, b catalog.BucketID, tail *c
 }
 
 // addUntouched adds the rows of lake batch rows whose keys tail did not
-// touch. The lake's key columns are cast to the stream's types first, so
-// that keys compare as the changelog's do.
-func (r *unionReader) addUntouched(ctx context.Context, rows arrow.RecordBatch, tail *changeTail, stream *arrow.Schema) error {
+// touch; at(row) is the position after row of rows. The lake's key
+// columns are cast to the stream's types first, so that keys compare as
+// the changelog's do.
+func (r *unionReader) addUntouched(ctx context.Context, rows arrow.RecordBatch, tail *changeTail, stream *arrow.Schema, at func(row int64) position) error {
 	keyCols := make([]arrow.Array, 0, len(tail.keys))
 	defer func() {
 		for _, c := range keyCols {
@@ -142,63 +172,165 @@ func (r *unionReader) addUntouched(ctx context.Context, rows arrow.RecordBatch, 
 		keyCols = append(keyCols, col)
 	}
 	keep := make([]bool, rows.NumRows())
+	var kept []int64 // row of rows of each kept row
 	var buf []byte
 	for i := range keep {
 		var err error
 		if buf, err = appendRowKey(buf[:0], keyCols, i); err != nil {
 			return fmt.Errorf("readsvc: lake row of %s.%s: %w", r.t.Database, r.t.Name, err)
 		}
-		_, touched := tail.last[string(buf)]
-		keep[i] = !touched
+		if _, touched := tail.last[string(buf)]; !touched {
+			keep[i] = true
+			kept = append(kept, int64(i))
+		}
 	}
-	kept, err := filterRows(ctx, r.s.mem, rows, keep)
+	if len(kept) == 0 {
+		return nil
+	}
+	if len(kept) == len(keep) {
+		return r.add(ctx, rows, at)
+	}
+	filtered, err := filterRows(ctx, r.s.mem, rows, keep)
 	if err != nil {
 		return err
 	}
-	defer kept.Release()
-	return r.u.add(ctx, kept)
+	defer filtered.Release()
+	return r.add(ctx, filtered, func(k int64) position { return at(kept[k]) })
 }
 
-// changeTail is a primary-key bucket's changelog after the lake snapshot,
-// as batches with _bucket, _offset and _timestamp, and per key where its
-// last change is.
+// addLast adds, in offset order from offset from on, each key's last
+// change in tail that is not a delete: from the records tail kept, or
+// read again.
+func (r *unionReader) addLast(ctx context.Context, i int, tail *changeTail, from int64) error {
+	b := r.bucket(i)
+	if !tail.spilled {
+		for _, tb := range tail.recs {
+			if r.p.done() {
+				break
+			}
+			if err := r.addWinners(ctx, i, tail, tb.base, tb.rec, from); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for from < tail.end && !r.p.done() {
+		res, err := r.s.reader.Fetch(ctx, reader.FetchRequest{Table: r.t, Bucket: b, Offset: from, MaxBytes: tailFetchBytes})
+		if errors.Is(err, reader.ErrOffsetOutOfRange) {
+			return fmt.Errorf("%w: retention deleted the changelog of %s while the scan read it; start the scan again", err, b)
+		}
+		if err == nil && len(res.Batches) == 0 {
+			res.Release()
+			err = fmt.Errorf("readsvc: %s: no changelog records at offset %d before the scan's end %d", b, from, tail.end)
+		}
+		if err != nil {
+			return err
+		}
+		for _, rb := range res.Batches {
+			n := min(rb.Record.NumRows(), tail.end-rb.BaseOffset)
+			rec := rb.Record.NewSlice(0, n)
+			rows := streamRows(r.s.mem, rec, b.Bucket, rb.BaseOffset, rb.Timestamp)
+			rec.Release()
+			err := r.addWinners(ctx, i, tail, rb.BaseOffset, rows, from)
+			rows.Release()
+			if err != nil {
+				res.Release()
+				return err
+			}
+			from = rb.BaseOffset + n
+			if from >= tail.end || r.p.done() {
+				break
+			}
+		}
+		res.Release()
+	}
+	return nil
+}
+
+// addWinners adds the rows of changelog batch rows (whose first row has
+// offset base) at offset from or later that are their key's last change
+// and not a delete.
+func (r *unionReader) addWinners(ctx context.Context, i int, tail *changeTail, base int64, rows arrow.RecordBatch, from int64) error {
+	n := rows.NumRows()
+	keep := make([]bool, n)
+	var kept []int64
+	for k := max(from-base, 0); k < n; k++ {
+		if tail.winner(base + k) {
+			keep[k] = true
+			kept = append(kept, base+k)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	filtered, err := filterRows(ctx, r.s.mem, rows, keep)
+	if err != nil {
+		return err
+	}
+	defer filtered.Release()
+	r.p.holding = tail.keptRows + n
+	defer func() { r.p.holding = 0 }()
+	snap := r.snapID()
+	return r.add(ctx, filtered, func(k int64) position { return position{bucket: i, offset: kept[k] + 1, snapshot: snap} })
+}
+
+// changeTail is a primary-key bucket's changelog [from, end) after the
+// lake snapshot: per key where its last change is, which changes are
+// their key's last and no delete, and, while they fit tailKeepBytes, the
+// records (with _bucket, _offset and _timestamp).
 type changeTail struct {
-	mem  memory.Allocator
-	keys []string // the primary-key columns
-	recs []arrow.RecordBatch
-	last map[string]changePos // by appendRowKey
+	keys      []string // the primary-key columns
+	from, end int64
+	last      map[string]changePos // by appendRowKey
+	// winners has bit o-from set when the change at offset o is its key's
+	// last and not a delete (markWinners).
+	winners []uint64
+	recs    []tailBatch
+	// keptRows and keptBytes are the rows and bytes of recs; spilled:
+	// recs outgrew tailKeepBytes and were dropped.
+	keptRows, keptBytes int64
+	spilled             bool
 }
 
-// changePos is where a key's last change is, and whether it deletes the
-// key.
+// tailBatch is a changelog batch whose first row has offset base.
+type tailBatch struct {
+	base int64
+	rec  arrow.RecordBatch
+}
+
+// changePos is the offset of a key's last change, and whether it deletes
+// the key.
 type changePos struct {
-	rec, row int
-	deleted  bool
+	offset  int64
+	deleted bool
 }
 
 func (c *changeTail) release() {
-	for _, r := range c.recs {
-		r.Release()
+	for _, tb := range c.recs {
+		tb.rec.Release()
 	}
-	c.recs = nil
+	c.recs, c.keptRows, c.keptBytes = nil, 0, 0
 }
 
-// add takes rec, a changelog batch, records its changes by key and keeps
-// it.
-func (c *changeTail) add(rec arrow.RecordBatch) error {
-	c.recs = append(c.recs, rec)
+// add takes rec, a changelog batch whose first row has offset base,
+// records its changes by key, and keeps it while the kept records fit
+// tailKeepBytes (else releases it).
+func (c *changeTail) add(rec arrow.RecordBatch, base int64) error {
 	idx := rec.Schema().FieldIndices(kv.ChangeTypeColumn)
 	if len(idx) == 0 {
+		rec.Release()
 		return fmt.Errorf("no %s column", kv.ChangeTypeColumn)
 	}
 	kinds, ok := rec.Column(idx[0]).(*array.String)
 	if !ok {
+		rec.Release()
 		return fmt.Errorf("%s is %s, want utf8", kv.ChangeTypeColumn, rec.Column(idx[0]).DataType())
 	}
 	keyCols := make([]arrow.Array, len(c.keys))
 	for i, name := range c.keys {
 		idx := rec.Schema().FieldIndices(name)
 		if len(idx) == 0 {
+			rec.Release()
 			return fmt.Errorf("no key column %q", name)
 		}
 		keyCols[i] = rec.Column(idx[0])
@@ -211,41 +343,41 @@ func (c *changeTail) add(rec arrow.RecordBatch) error {
 		}
 		var err error
 		if buf, err = appendRowKey(buf[:0], keyCols, i); err != nil {
+			rec.Release()
 			return err
 		}
-		c.last[string(buf)] = changePos{rec: len(c.recs) - 1, row: i, deleted: kind == kv.ChangeDelete}
+		c.last[string(buf)] = changePos{offset: base + int64(i), deleted: kind == kv.ChangeDelete}
 	}
+	if !c.spilled {
+		if size := util.TotalRecordSize(rec); c.keptBytes+size <= tailKeepBytes {
+			c.recs = append(c.recs, tailBatch{base: base, rec: rec})
+			c.keptRows += rec.NumRows()
+			c.keptBytes += size
+			return nil
+		}
+		c.release()
+		c.spilled = true
+	}
+	rec.Release()
 	return nil
 }
 
-// addLast adds to u, in offset order, each key's last change that is not
-// a delete.
-func (c *changeTail) addLast(ctx context.Context, u *unionRows) error {
-	keep := make([][]bool, len(c.recs))
+// markWinners sets winners from last.
+func (c *changeTail) markWinners() {
+	c.winners = make([]uint64, (c.end-c.from+63)/64)
 	for _, p := range c.last {
-		if p.deleted {
-			continue
-		}
-		if keep[p.rec] == nil {
-			keep[p.rec] = make([]bool, c.recs[p.rec].NumRows())
-		}
-		keep[p.rec][p.row] = true
-	}
-	for i, rec := range c.recs {
-		if keep[i] == nil || u.full() {
-			continue
-		}
-		kept, err := filterRows(ctx, c.mem, rec, keep[i])
-		if err != nil {
-			return err
-		}
-		err = u.add(ctx, kept)
-		kept.Release()
-		if err != nil {
-			return err
+		if !p.deleted {
+			o := p.offset - c.from
+			c.winners[o/64] |= 1 << (o % 64)
 		}
 	}
-	return nil
+}
+
+// winner reports whether the change at offset o is its key's last and not
+// a delete.
+func (c *changeTail) winner(o int64) bool {
+	o -= c.from
+	return o >= 0 && o < c.end-c.from && c.winners[o/64]&(1<<(o%64)) != 0
 }
 
 // appendRowKey appends the encoding of row i's key (the values of cols,

@@ -62,12 +62,8 @@ func (u *unionRows) release() {
 	u.recs = nil
 }
 
-// add adds the rows of rec, cut to the limit: rec has columns of the
-// table by name (with the stream's or the lake's Arrow types, in any
-// order, more than u's or fewer) and _bucket, _offset and _timestamp (see
-// streamRows and lakeRows). u's columns that rec lacks are null, except a
-// changelog's _change_type, which is "+I": rows without one are current
-// rows. The caller keeps its reference to rec.
+// add adds the rows of rec, cut to the limit (see conform). The caller
+// keeps its reference to rec.
 func (u *unionRows) add(ctx context.Context, rec arrow.RecordBatch) error {
 	n := rec.NumRows()
 	if u.limit > 0 {
@@ -76,35 +72,50 @@ func (u *unionRows) add(ctx context.Context, rec arrow.RecordBatch) error {
 	if n <= 0 {
 		return nil
 	}
-	cols := make([]arrow.Array, 0, u.schema.NumFields())
+	out, err := conform(ctx, u.mem, u.schema, rec, n)
+	if err != nil {
+		return err
+	}
+	u.recs = append(u.recs, out)
+	u.n += n
+	return nil
+}
+
+// conform returns the first n rows of rec as a batch of schema, a union
+// schema: rec has columns of the table by name (with the stream's or the
+// lake's Arrow types, in any order, more than schema's or fewer) and
+// _bucket, _offset and _timestamp (see streamRows and lakeRows). Columns
+// of schema that rec lacks are null, except a changelog's _change_type,
+// which is "+I": rows without one are current rows. The caller keeps its
+// reference to rec and releases the result.
+func conform(ctx context.Context, mem memory.Allocator, schema *arrow.Schema, rec arrow.RecordBatch, n int64) (arrow.RecordBatch, error) {
+	cols := make([]arrow.Array, 0, schema.NumFields())
 	defer func() {
 		for _, c := range cols {
 			c.Release()
 		}
 	}()
-	for _, f := range u.schema.Fields() {
+	for _, f := range schema.Fields() {
 		idx := rec.Schema().FieldIndices(f.Name)
 		switch {
 		case len(idx) > 0:
-			col, err := castTo(ctx, u.mem, array.NewSlice(rec.Column(idx[0]), 0, n), f.Type)
+			col, err := castTo(ctx, mem, array.NewSlice(rec.Column(idx[0]), 0, n), f.Type)
 			if err != nil {
-				return fmt.Errorf("readsvc: column %q: %w", f.Name, err)
+				return nil, fmt.Errorf("readsvc: column %q: %w", f.Name, err)
 			}
 			cols = append(cols, col)
 		case f.Name == kv.ChangeTypeColumn:
-			b := array.NewStringBuilder(u.mem)
+			b := array.NewStringBuilder(mem)
 			for range n {
 				b.Append(kv.ChangeInsert)
 			}
 			cols = append(cols, b.NewArray())
 			b.Release()
 		default:
-			cols = append(cols, array.MakeArrayOfNull(u.mem, f.Type, int(n)))
+			cols = append(cols, array.MakeArrayOfNull(mem, f.Type, int(n)))
 		}
 	}
-	u.recs = append(u.recs, array.NewRecordBatch(u.schema, cols, n))
-	u.n += n
-	return nil
+	return array.NewRecordBatch(schema, cols, n), nil
 }
 
 // castTo returns src as an array of type dst, and releases src: the lake

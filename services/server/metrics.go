@@ -10,6 +10,7 @@ import (
 
 	"github.com/strom-io/strom/catalog"
 	"github.com/strom-io/strom/services/lease"
+	"github.com/strom-io/strom/services/readsvc"
 	"github.com/strom-io/strom/services/wal"
 	"github.com/strom-io/strom/services/writer"
 	"github.com/strom-io/strom/tiering"
@@ -229,4 +230,44 @@ func (m *clusterMetrics) leaderships(reg prometheus.Registerer, k *lease.Keeper)
 		Name: "strom_bucket_leaderships",
 		Help: "Buckets whose lease this frontend holds.",
 	}, func() float64 { return float64(k.Held()) }))
+}
+
+// scanMetrics turn readsvc's scan events into metrics: rows and pages
+// sent, and per scan the most rows it held at once (a page and the batch
+// being cut into pages), by kind of scan.
+type scanMetrics struct {
+	rows  *prometheus.CounterVec
+	pages *prometheus.CounterVec
+	held  *prometheus.HistogramVec
+}
+
+func newScanMetrics(reg prometheus.Registerer) *scanMetrics {
+	m := &scanMetrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strom_read_scan_rows_total", Help: "Rows sent by Scan and ScanStream, by kind of scan (kv, union_log, union_pk).",
+		}, []string{"kind"}),
+		pages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strom_read_scan_pages_total", Help: "Pages sent by Scan and ScanStream, by kind of scan.",
+		}, []string{"kind"}),
+		held: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "strom_read_scan_held_rows", Help: "Per Scan or ScanStream call, the most rows it held at once: the page it filled and the batch it cut into pages.",
+			Buckets: prometheus.ExponentialBuckets(16, 4, 9),
+		}, []string{"kind"}),
+	}
+	for _, k := range []string{readsvc.ScanKV, readsvc.ScanUnionLog, readsvc.ScanUnionPK} {
+		m.rows.WithLabelValues(k)
+		m.pages.WithLabelValues(k)
+		m.held.WithLabelValues(k)
+	}
+	reg.MustRegister(m.rows, m.pages, m.held)
+	return m
+}
+
+func (m *scanMetrics) onScan(i readsvc.ScanInfo) {
+	if i.Kind == "" {
+		return // refused before it read anything
+	}
+	m.rows.WithLabelValues(i.Kind).Add(float64(i.Rows))
+	m.pages.WithLabelValues(i.Kind).Add(float64(i.Pages))
+	m.held.WithLabelValues(i.Kind).Observe(float64(i.HeldRows))
 }

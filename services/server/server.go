@@ -248,7 +248,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	if s.lake != nil {
 		lk = s.lake
 	}
-	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, store, rd, router, lk, logger), opts...))
+	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, store, rd, router, lk, logger, readsvc.OnScan(newScanMetrics(reg).onScan)), opts...))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	protocols := new(http.Protocols)

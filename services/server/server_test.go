@@ -31,6 +31,12 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // returns its base URL.
 func startServer(t *testing.T, args ...string) string {
 	t.Helper()
+	return startServerMetrics(t, prometheus.NewRegistry(), args...)
+}
+
+// startServerMetrics is startServer with the server's metrics in reg.
+func startServerMetrics(t *testing.T, reg *prometheus.Registry, args ...string) string {
+	t.Helper()
 	args = append([]string{"-data-dir", t.TempDir(), "-server.http-listen-address", "127.0.0.1:0", "-server.internal-listen-address", "127.0.0.1:0", "-log.level", "warn"}, args...)
 	cfg, err := server.LoadConfig("test", args, nil)
 	if err != nil {
@@ -38,7 +44,7 @@ func startServer(t *testing.T, args ...string) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.New(ctx, cfg, logger, prometheus.NewRegistry())
+	srv, err := server.New(ctx, cfg, logger, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

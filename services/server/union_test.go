@@ -74,17 +74,26 @@ func appendUnionRows(ctx context.Context, write stromv1connect.WriteServiceClien
 	return err
 }
 
-// scanUnion runs Scan{union: true} and decodes the rows (JSON or Arrow),
-// checking every column that was returned against the row's id.
-func scanUnion(t *testing.T, ctx context.Context, read stromv1connect.ReadServiceClient, db, tbl string, format stromv1.Format, columns []string, limit int64) []unionRow {
+// scanUnion runs Scan{union: true} as how says (one Scan, pages of Scan
+// calls, or ScanStream) and decodes the rows (JSON or Arrow), checking
+// every column that was returned against the row's id.
+func scanUnion(t *testing.T, ctx context.Context, read stromv1connect.ReadServiceClient, db, tbl string, format stromv1.Format, how scanHow, columns []string, limit int64) []unionRow {
 	t.Helper()
-	resp, err := read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: db, Table: tbl, Union: true, Format: format, Columns: columns, Limit: limit}))
-	if err != nil {
-		t.Fatalf("union scan of %s.%s: %v", db, tbl, err)
+	pages := readScan(t, ctx, read, &stromv1.ScanRequest{Database: db, Table: tbl, Union: true, Format: format, Columns: columns, Limit: limit, PageSize: how.pageSize}, how.mode)
+	var rows []unionRow
+	for _, page := range pages {
+		rows = append(rows, unionPageRows(t, page, format, columns)...)
 	}
+	return rows
+}
+
+// unionPageRows decodes one page of a union scan of a table of
+// unionTableColumns.
+func unionPageRows(t *testing.T, page *stromv1.ScanResponse, format stromv1.Format, columns []string) []unionRow {
+	t.Helper()
 	var rows []unionRow
 	if format != stromv1.Format_FORMAT_ARROW {
-		for _, st := range resp.Msg.GetRows() {
+		for _, st := range page.GetRows() {
 			f := st.AsMap()
 			id := int64(f["id"].(float64))
 			want := unionRowValues(id)
@@ -110,7 +119,7 @@ func scanUnion(t *testing.T, ctx context.Context, read stromv1connect.ReadServic
 		}
 		return rows
 	}
-	rdr, err := ipc.NewReader(bytes.NewReader(resp.Msg.GetArrowIpc()))
+	rdr, err := ipc.NewReader(bytes.NewReader(page.GetArrowIpc()))
 	if err != nil {
 		t.Fatalf("decode union scan: %v", err)
 	}
@@ -325,14 +334,16 @@ func TestUnionScan(t *testing.T) {
 		m := moment{name: fmt.Sprintf("scan %d", i), acked: acked.Load()}
 		m.lo = nextOffsets(t, ctx, read, "u", "events", stromv1.OffsetSpec_OFFSET_SPEC_LATEST)
 		m.tieredBefore = catalogTiered()
-		format, columns := stromv1.Format_FORMAT_JSON, []string(nil)
+		// One Scan, small pages streamed, and small pages of Scan calls:
+		// every way holds the ends fixed at the scan's start.
+		format, columns, how := stromv1.Format_FORMAT_JSON, []string(nil), scanHow{mode: scanUnary}
 		switch i % 3 {
 		case 1:
-			format = stromv1.Format_FORMAT_ARROW
+			format, how = stromv1.Format_FORMAT_ARROW, scanHow{mode: scanStream, pageSize: 7}
 		case 2:
-			format, columns = stromv1.Format_FORMAT_ARROW, []string{"at", "id"}
+			format, columns, how = stromv1.Format_FORMAT_ARROW, []string{"at", "id"}, scanHow{mode: scanPaged, pageSize: 700}
 		}
-		m.rows = scanUnion(t, ctx, read, "u", "events", format, columns, 0)
+		m.rows = scanUnion(t, ctx, read, "u", "events", format, how, columns, 0)
 		m.hi = nextOffsets(t, ctx, read, "u", "events", stromv1.OffsetSpec_OFFSET_SPEC_LATEST)
 		m.lakeAfter = lakeOffsets()
 		// Both layers contributed: the lake held rows before the scan
@@ -429,14 +440,14 @@ func TestUnionScan(t *testing.T) {
 	// rows: the union still returns every row, from the lake.
 	final := nextOffsets(t, ctx, read, "u", "events", stromv1.OffsetSpec_OFFSET_SPEC_LATEST)
 	for _, f := range []stromv1.Format{stromv1.Format_FORMAT_JSON, stromv1.Format_FORMAT_ARROW} {
-		rows := scanUnion(t, ctx, read, "u", "events", f, nil, 0)
+		rows := scanUnion(t, ctx, read, "u", "events", f, scanHow{mode: scanStream, pageSize: 13}, nil, 0)
 		checkUnion(t, "final "+f.String(), rows, model, final, final, total)
 		if int64(len(rows)) != total {
 			t.Fatalf("final union scan: %d rows, want %d", len(rows), total)
 		}
 	}
 	// A limit cuts the same order: bucket 0 from offset 0.
-	rows := scanUnion(t, ctx, read, "u", "events", stromv1.Format_FORMAT_ARROW, []string{"small", "id"}, 40)
+	rows := scanUnion(t, ctx, read, "u", "events", stromv1.Format_FORMAT_ARROW, scanHow{mode: scanPaged, pageSize: 15}, []string{"small", "id"}, 40)
 	if len(rows) != 40 || final[0] < 40 {
 		t.Fatalf("limit 40: %d rows (bucket 0 holds %d)", len(rows), final[0])
 	}
@@ -495,13 +506,13 @@ func TestUnionScanWithoutLake(t *testing.T) {
 		}
 		next := nextOffsets(t, ctx, read, "w", name, stromv1.OffsetSpec_OFFSET_SPEC_LATEST)
 		for _, f := range []stromv1.Format{stromv1.Format_FORMAT_JSON, stromv1.Format_FORMAT_ARROW} {
-			rows := scanUnion(t, ctx, read, "w", name, f, nil, 0)
+			rows := scanUnion(t, ctx, read, "w", name, f, scanHow{mode: scanPaged, pageSize: 4}, nil, 0)
 			checkUnion(t, name+" "+f.String(), rows, model, next, next, 45)
 			if len(rows) != 45 {
 				t.Fatalf("%s: %d rows, want 45", name, len(rows))
 			}
 		}
-		if rows := scanUnion(t, ctx, read, "w", name, stromv1.Format_FORMAT_JSON, []string{"id"}, 7); len(rows) != 7 {
+		if rows := scanUnion(t, ctx, read, "w", name, stromv1.Format_FORMAT_JSON, scanHow{mode: scanStream, pageSize: 3}, []string{"id"}, 7); len(rows) != 7 {
 			t.Fatalf("%s: limit 7 returned %d rows", name, len(rows))
 		}
 	}

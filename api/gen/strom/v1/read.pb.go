@@ -898,7 +898,7 @@ type ScanRequest struct {
 	Database string `protobuf:"bytes,1,opt,name=database,proto3" json:"database,omitempty"`
 	// Table name.
 	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
-	// Maximum rows to return.
+	// Maximum rows to return over all pages; 0: every row.
 	Limit int64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	// Read the lake snapshot plus the stream tail as one table: a log
 	// table's records, or a primary-key table's current rows (merged by
@@ -908,7 +908,15 @@ type ScanRequest struct {
 	// Columns to return; empty returns all.
 	Columns []string `protobuf:"bytes,5,rep,name=columns,proto3" json:"columns,omitempty"`
 	// Format of the rows.
-	Format        Format `protobuf:"varint,6,opt,name=format,proto3,enum=strom.v1.Format" json:"format,omitempty"`
+	Format Format `protobuf:"varint,6,opt,name=format,proto3,enum=strom.v1.Format" json:"format,omitempty"`
+	// Rows per page: per Scan response or ScanStream message. 0: the
+	// default, 10000, which is also the most.
+	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Continue a scan after the page that returned this token as its
+	// next_page_token; the other fields must be those of the scan's first
+	// request (format and page_size may change). A union scan continues as
+	// of the offsets fixed when it started.
+	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -985,13 +993,31 @@ func (x *ScanRequest) GetFormat() Format {
 	return Format_FORMAT_UNSPECIFIED
 }
 
-// ScanResponse holds the rows.
+func (x *ScanRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ScanRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ScanResponse holds one page of rows.
 type ScanResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Rows.
 	Rows []*structpb.Struct `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
-	// An Arrow IPC stream, for FORMAT_ARROW.
-	ArrowIpc      []byte `protobuf:"bytes,2,opt,name=arrow_ipc,json=arrowIpc,proto3" json:"arrow_ipc,omitempty"`
+	// An Arrow IPC stream, for FORMAT_ARROW: the page's rows, with the
+	// schema also when there are none.
+	ArrowIpc []byte `protobuf:"bytes,2,opt,name=arrow_ipc,json=arrowIpc,proto3" json:"arrow_ipc,omitempty"`
+	// Set while rows follow this page: the page_token that continues the
+	// scan after its last row. Empty at the end.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1040,6 +1066,105 @@ func (x *ScanResponse) GetArrowIpc() []byte {
 	return nil
 }
 
+func (x *ScanResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ScanStreamRequest starts or resumes a streamed scan.
+type ScanStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to scan; page_token resumes after the page that returned it.
+	Scan          *ScanRequest `protobuf:"bytes,1,opt,name=scan,proto3" json:"scan,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanStreamRequest) Reset() {
+	*x = ScanStreamRequest{}
+	mi := &file_strom_v1_read_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanStreamRequest) ProtoMessage() {}
+
+func (x *ScanStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_read_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanStreamRequest.ProtoReflect.Descriptor instead.
+func (*ScanStreamRequest) Descriptor() ([]byte, []int) {
+	return file_strom_v1_read_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ScanStreamRequest) GetScan() *ScanRequest {
+	if x != nil {
+		return x.Scan
+	}
+	return nil
+}
+
+// ScanStreamResponse is one page of a streamed scan.
+type ScanStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The page; its next_page_token resumes the scan after it.
+	Page          *ScanResponse `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanStreamResponse) Reset() {
+	*x = ScanStreamResponse{}
+	mi := &file_strom_v1_read_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanStreamResponse) ProtoMessage() {}
+
+func (x *ScanStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_strom_v1_read_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanStreamResponse.ProtoReflect.Descriptor instead.
+func (*ScanStreamResponse) Descriptor() ([]byte, []int) {
+	return file_strom_v1_read_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ScanStreamResponse) GetPage() *ScanResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
 // CountRequest names a table.
 type CountRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1053,7 +1178,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_strom_v1_read_proto_msgTypes[13]
+	mi := &file_strom_v1_read_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1190,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strom_v1_read_proto_msgTypes[13]
+	mi := &file_strom_v1_read_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1203,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_strom_v1_read_proto_rawDescGZIP(), []int{13}
+	return file_strom_v1_read_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CountRequest) GetDatabase() string {
@@ -1106,7 +1231,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_strom_v1_read_proto_msgTypes[14]
+	mi := &file_strom_v1_read_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1243,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strom_v1_read_proto_msgTypes[14]
+	mi := &file_strom_v1_read_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1256,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_strom_v1_read_proto_rawDescGZIP(), []int{14}
+	return file_strom_v1_read_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CountResponse) GetCount() int64 {
@@ -1196,17 +1321,25 @@ const file_strom_v1_read_proto_rawDesc = "" +
 	"\x06format\x18\x04 \x01(\x0e2\x10.strom.v1.FormatR\x06format\"`\n" +
 	"\x14PrefixLookupResponse\x12+\n" +
 	"\x04rows\x18\x01 \x03(\v2\x17.google.protobuf.StructR\x04rows\x12\x1b\n" +
-	"\tarrow_ipc\x18\x02 \x01(\fR\barrowIpc\"\xaf\x01\n" +
+	"\tarrow_ipc\x18\x02 \x01(\fR\barrowIpc\"\xeb\x01\n" +
 	"\vScanRequest\x12\x1a\n" +
 	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x14\n" +
 	"\x05union\x18\x04 \x01(\bR\x05union\x12\x18\n" +
 	"\acolumns\x18\x05 \x03(\tR\acolumns\x12(\n" +
-	"\x06format\x18\x06 \x01(\x0e2\x10.strom.v1.FormatR\x06format\"X\n" +
+	"\x06format\x18\x06 \x01(\x0e2\x10.strom.v1.FormatR\x06format\x12\x1b\n" +
+	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\"\x80\x01\n" +
 	"\fScanResponse\x12+\n" +
 	"\x04rows\x18\x01 \x03(\v2\x17.google.protobuf.StructR\x04rows\x12\x1b\n" +
-	"\tarrow_ipc\x18\x02 \x01(\fR\barrowIpc\"@\n" +
+	"\tarrow_ipc\x18\x02 \x01(\fR\barrowIpc\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\">\n" +
+	"\x11ScanStreamRequest\x12)\n" +
+	"\x04scan\x18\x01 \x01(\v2\x15.strom.v1.ScanRequestR\x04scan\"@\n" +
+	"\x12ScanStreamResponse\x12*\n" +
+	"\x04page\x18\x01 \x01(\v2\x16.strom.v1.ScanResponseR\x04page\"@\n" +
 	"\fCountRequest\x12\x1a\n" +
 	"\bdatabase\x18\x01 \x01(\tR\bdatabase\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\"%\n" +
@@ -1221,14 +1354,16 @@ const file_strom_v1_read_proto_rawDesc = "" +
 	"\x17OFFSET_SPEC_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OFFSET_SPEC_EARLIEST\x10\x01\x12\x16\n" +
 	"\x12OFFSET_SPEC_LATEST\x10\x02\x12\x19\n" +
-	"\x15OFFSET_SPEC_TIMESTAMP\x10\x032\xfb\x03\n" +
+	"\x15OFFSET_SPEC_TIMESTAMP\x10\x032\xcb\x04\n" +
 	"\vReadService\x12O\n" +
 	"\vListOffsets\x12\x1c.strom.v1.ListOffsetsRequest\x1a\x1d.strom.v1.ListOffsetsResponse\"\x03\x90\x02\x01\x12=\n" +
 	"\x05Fetch\x12\x16.strom.v1.FetchRequest\x1a\x17.strom.v1.FetchResponse\"\x03\x90\x02\x01\x12K\n" +
 	"\tSubscribe\x12\x1a.strom.v1.SubscribeRequest\x1a\x1b.strom.v1.SubscribeResponse\"\x03\x90\x02\x010\x01\x12@\n" +
 	"\x06Lookup\x12\x17.strom.v1.LookupRequest\x1a\x18.strom.v1.LookupResponse\"\x03\x90\x02\x01\x12R\n" +
 	"\fPrefixLookup\x12\x1d.strom.v1.PrefixLookupRequest\x1a\x1e.strom.v1.PrefixLookupResponse\"\x03\x90\x02\x01\x12:\n" +
-	"\x04Scan\x12\x15.strom.v1.ScanRequest\x1a\x16.strom.v1.ScanResponse\"\x03\x90\x02\x01\x12=\n" +
+	"\x04Scan\x12\x15.strom.v1.ScanRequest\x1a\x16.strom.v1.ScanResponse\"\x03\x90\x02\x01\x12N\n" +
+	"\n" +
+	"ScanStream\x12\x1b.strom.v1.ScanStreamRequest\x1a\x1c.strom.v1.ScanStreamResponse\"\x03\x90\x02\x010\x01\x12=\n" +
 	"\x05Count\x12\x16.strom.v1.CountRequest\x1a\x17.strom.v1.CountResponse\"\x03\x90\x02\x01B4Z2github.com/strom-io/strom/api/gen/strom/v1;stromv1b\x06proto3"
 
 var (
@@ -1244,7 +1379,7 @@ func file_strom_v1_read_proto_rawDescGZIP() []byte {
 }
 
 var file_strom_v1_read_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_strom_v1_read_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_strom_v1_read_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_strom_v1_read_proto_goTypes = []any{
 	(Format)(0),                   // 0: strom.v1.Format
 	(OffsetSpec)(0),               // 1: strom.v1.OffsetSpec
@@ -1261,46 +1396,52 @@ var file_strom_v1_read_proto_goTypes = []any{
 	(*PrefixLookupResponse)(nil),  // 12: strom.v1.PrefixLookupResponse
 	(*ScanRequest)(nil),           // 13: strom.v1.ScanRequest
 	(*ScanResponse)(nil),          // 14: strom.v1.ScanResponse
-	(*CountRequest)(nil),          // 15: strom.v1.CountRequest
-	(*CountResponse)(nil),         // 16: strom.v1.CountResponse
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
+	(*ScanStreamRequest)(nil),     // 15: strom.v1.ScanStreamRequest
+	(*ScanStreamResponse)(nil),    // 16: strom.v1.ScanStreamResponse
+	(*CountRequest)(nil),          // 17: strom.v1.CountRequest
+	(*CountResponse)(nil),         // 18: strom.v1.CountResponse
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 20: google.protobuf.Struct
 }
 var file_strom_v1_read_proto_depIdxs = []int32{
 	1,  // 0: strom.v1.ListOffsetsRequest.spec:type_name -> strom.v1.OffsetSpec
-	17, // 1: strom.v1.ListOffsetsRequest.timestamp:type_name -> google.protobuf.Timestamp
+	19, // 1: strom.v1.ListOffsetsRequest.timestamp:type_name -> google.protobuf.Timestamp
 	3,  // 2: strom.v1.ListOffsetsResponse.offsets:type_name -> strom.v1.BucketOffset
 	0,  // 3: strom.v1.FetchRequest.format:type_name -> strom.v1.Format
-	18, // 4: strom.v1.FetchResponse.rows:type_name -> google.protobuf.Struct
+	20, // 4: strom.v1.FetchResponse.rows:type_name -> google.protobuf.Struct
 	5,  // 5: strom.v1.SubscribeRequest.fetch:type_name -> strom.v1.FetchRequest
 	6,  // 6: strom.v1.SubscribeResponse.records:type_name -> strom.v1.FetchResponse
-	18, // 7: strom.v1.LookupRequest.keys:type_name -> google.protobuf.Struct
+	20, // 7: strom.v1.LookupRequest.keys:type_name -> google.protobuf.Struct
 	0,  // 8: strom.v1.LookupRequest.format:type_name -> strom.v1.Format
-	18, // 9: strom.v1.LookupResponse.rows:type_name -> google.protobuf.Struct
-	18, // 10: strom.v1.PrefixLookupRequest.prefix:type_name -> google.protobuf.Struct
+	20, // 9: strom.v1.LookupResponse.rows:type_name -> google.protobuf.Struct
+	20, // 10: strom.v1.PrefixLookupRequest.prefix:type_name -> google.protobuf.Struct
 	0,  // 11: strom.v1.PrefixLookupRequest.format:type_name -> strom.v1.Format
-	18, // 12: strom.v1.PrefixLookupResponse.rows:type_name -> google.protobuf.Struct
+	20, // 12: strom.v1.PrefixLookupResponse.rows:type_name -> google.protobuf.Struct
 	0,  // 13: strom.v1.ScanRequest.format:type_name -> strom.v1.Format
-	18, // 14: strom.v1.ScanResponse.rows:type_name -> google.protobuf.Struct
-	2,  // 15: strom.v1.ReadService.ListOffsets:input_type -> strom.v1.ListOffsetsRequest
-	5,  // 16: strom.v1.ReadService.Fetch:input_type -> strom.v1.FetchRequest
-	7,  // 17: strom.v1.ReadService.Subscribe:input_type -> strom.v1.SubscribeRequest
-	9,  // 18: strom.v1.ReadService.Lookup:input_type -> strom.v1.LookupRequest
-	11, // 19: strom.v1.ReadService.PrefixLookup:input_type -> strom.v1.PrefixLookupRequest
-	13, // 20: strom.v1.ReadService.Scan:input_type -> strom.v1.ScanRequest
-	15, // 21: strom.v1.ReadService.Count:input_type -> strom.v1.CountRequest
-	4,  // 22: strom.v1.ReadService.ListOffsets:output_type -> strom.v1.ListOffsetsResponse
-	6,  // 23: strom.v1.ReadService.Fetch:output_type -> strom.v1.FetchResponse
-	8,  // 24: strom.v1.ReadService.Subscribe:output_type -> strom.v1.SubscribeResponse
-	10, // 25: strom.v1.ReadService.Lookup:output_type -> strom.v1.LookupResponse
-	12, // 26: strom.v1.ReadService.PrefixLookup:output_type -> strom.v1.PrefixLookupResponse
-	14, // 27: strom.v1.ReadService.Scan:output_type -> strom.v1.ScanResponse
-	16, // 28: strom.v1.ReadService.Count:output_type -> strom.v1.CountResponse
-	22, // [22:29] is the sub-list for method output_type
-	15, // [15:22] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	20, // 14: strom.v1.ScanResponse.rows:type_name -> google.protobuf.Struct
+	13, // 15: strom.v1.ScanStreamRequest.scan:type_name -> strom.v1.ScanRequest
+	14, // 16: strom.v1.ScanStreamResponse.page:type_name -> strom.v1.ScanResponse
+	2,  // 17: strom.v1.ReadService.ListOffsets:input_type -> strom.v1.ListOffsetsRequest
+	5,  // 18: strom.v1.ReadService.Fetch:input_type -> strom.v1.FetchRequest
+	7,  // 19: strom.v1.ReadService.Subscribe:input_type -> strom.v1.SubscribeRequest
+	9,  // 20: strom.v1.ReadService.Lookup:input_type -> strom.v1.LookupRequest
+	11, // 21: strom.v1.ReadService.PrefixLookup:input_type -> strom.v1.PrefixLookupRequest
+	13, // 22: strom.v1.ReadService.Scan:input_type -> strom.v1.ScanRequest
+	15, // 23: strom.v1.ReadService.ScanStream:input_type -> strom.v1.ScanStreamRequest
+	17, // 24: strom.v1.ReadService.Count:input_type -> strom.v1.CountRequest
+	4,  // 25: strom.v1.ReadService.ListOffsets:output_type -> strom.v1.ListOffsetsResponse
+	6,  // 26: strom.v1.ReadService.Fetch:output_type -> strom.v1.FetchResponse
+	8,  // 27: strom.v1.ReadService.Subscribe:output_type -> strom.v1.SubscribeResponse
+	10, // 28: strom.v1.ReadService.Lookup:output_type -> strom.v1.LookupResponse
+	12, // 29: strom.v1.ReadService.PrefixLookup:output_type -> strom.v1.PrefixLookupResponse
+	14, // 30: strom.v1.ReadService.Scan:output_type -> strom.v1.ScanResponse
+	16, // 31: strom.v1.ReadService.ScanStream:output_type -> strom.v1.ScanStreamResponse
+	18, // 32: strom.v1.ReadService.Count:output_type -> strom.v1.CountResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_strom_v1_read_proto_init() }
@@ -1314,7 +1455,7 @@ func file_strom_v1_read_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strom_v1_read_proto_rawDesc), len(file_strom_v1_read_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

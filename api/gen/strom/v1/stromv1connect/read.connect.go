@@ -46,6 +46,8 @@ const (
 	ReadServicePrefixLookupProcedure = "/strom.v1.ReadService/PrefixLookup"
 	// ReadServiceScanProcedure is the fully-qualified name of the ReadService's Scan RPC.
 	ReadServiceScanProcedure = "/strom.v1.ReadService/Scan"
+	// ReadServiceScanStreamProcedure is the fully-qualified name of the ReadService's ScanStream RPC.
+	ReadServiceScanStreamProcedure = "/strom.v1.ReadService/ScanStream"
 	// ReadServiceCountProcedure is the fully-qualified name of the ReadService's Count RPC.
 	ReadServiceCountProcedure = "/strom.v1.ReadService/Count"
 )
@@ -65,8 +67,14 @@ type ReadServiceClient interface {
 	Lookup(context.Context, *connect.Request[v1.LookupRequest]) (*connect.Response[v1.LookupResponse], error)
 	// PrefixLookup returns the rows whose bucket key equals the prefix.
 	PrefixLookup(context.Context, *connect.Request[v1.PrefixLookupRequest]) (*connect.Response[v1.PrefixLookupResponse], error)
-	// Scan returns current rows, up to a limit.
+	// Scan returns current rows, up to a limit: one page of at most
+	// page_size rows (default and most 10000) and, while rows follow, the
+	// token of the next page. Read large tables with ScanStream.
 	Scan(context.Context, *connect.Request[v1.ScanRequest]) (*connect.Response[v1.ScanResponse], error)
+	// ScanStream streams all the rows of a scan, a page of page_size rows
+	// per message, each with the token to resume after it; the server holds
+	// one page at a time.
+	ScanStream(context.Context, *connect.Request[v1.ScanStreamRequest]) (*connect.ServerStreamForClient[v1.ScanStreamResponse], error)
 	// Count returns the exact number of rows.
 	Count(context.Context, *connect.Request[v1.CountRequest]) (*connect.Response[v1.CountResponse], error)
 }
@@ -124,6 +132,13 @@ func NewReadServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		scanStream: connect.NewClient[v1.ScanStreamRequest, v1.ScanStreamResponse](
+			httpClient,
+			baseURL+ReadServiceScanStreamProcedure,
+			connect.WithSchema(readServiceMethods.ByName("ScanStream")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		count: connect.NewClient[v1.CountRequest, v1.CountResponse](
 			httpClient,
 			baseURL+ReadServiceCountProcedure,
@@ -142,6 +157,7 @@ type readServiceClient struct {
 	lookup       *connect.Client[v1.LookupRequest, v1.LookupResponse]
 	prefixLookup *connect.Client[v1.PrefixLookupRequest, v1.PrefixLookupResponse]
 	scan         *connect.Client[v1.ScanRequest, v1.ScanResponse]
+	scanStream   *connect.Client[v1.ScanStreamRequest, v1.ScanStreamResponse]
 	count        *connect.Client[v1.CountRequest, v1.CountResponse]
 }
 
@@ -175,6 +191,11 @@ func (c *readServiceClient) Scan(ctx context.Context, req *connect.Request[v1.Sc
 	return c.scan.CallUnary(ctx, req)
 }
 
+// ScanStream calls strom.v1.ReadService.ScanStream.
+func (c *readServiceClient) ScanStream(ctx context.Context, req *connect.Request[v1.ScanStreamRequest]) (*connect.ServerStreamForClient[v1.ScanStreamResponse], error) {
+	return c.scanStream.CallServerStream(ctx, req)
+}
+
 // Count calls strom.v1.ReadService.Count.
 func (c *readServiceClient) Count(ctx context.Context, req *connect.Request[v1.CountRequest]) (*connect.Response[v1.CountResponse], error) {
 	return c.count.CallUnary(ctx, req)
@@ -195,8 +216,14 @@ type ReadServiceHandler interface {
 	Lookup(context.Context, *connect.Request[v1.LookupRequest]) (*connect.Response[v1.LookupResponse], error)
 	// PrefixLookup returns the rows whose bucket key equals the prefix.
 	PrefixLookup(context.Context, *connect.Request[v1.PrefixLookupRequest]) (*connect.Response[v1.PrefixLookupResponse], error)
-	// Scan returns current rows, up to a limit.
+	// Scan returns current rows, up to a limit: one page of at most
+	// page_size rows (default and most 10000) and, while rows follow, the
+	// token of the next page. Read large tables with ScanStream.
 	Scan(context.Context, *connect.Request[v1.ScanRequest]) (*connect.Response[v1.ScanResponse], error)
+	// ScanStream streams all the rows of a scan, a page of page_size rows
+	// per message, each with the token to resume after it; the server holds
+	// one page at a time.
+	ScanStream(context.Context, *connect.Request[v1.ScanStreamRequest], *connect.ServerStream[v1.ScanStreamResponse]) error
 	// Count returns the exact number of rows.
 	Count(context.Context, *connect.Request[v1.CountRequest]) (*connect.Response[v1.CountResponse], error)
 }
@@ -250,6 +277,13 @@ func NewReadServiceHandler(svc ReadServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	readServiceScanStreamHandler := connect.NewServerStreamHandler(
+		ReadServiceScanStreamProcedure,
+		svc.ScanStream,
+		connect.WithSchema(readServiceMethods.ByName("ScanStream")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	readServiceCountHandler := connect.NewUnaryHandler(
 		ReadServiceCountProcedure,
 		svc.Count,
@@ -271,6 +305,8 @@ func NewReadServiceHandler(svc ReadServiceHandler, opts ...connect.HandlerOption
 			readServicePrefixLookupHandler.ServeHTTP(w, r)
 		case ReadServiceScanProcedure:
 			readServiceScanHandler.ServeHTTP(w, r)
+		case ReadServiceScanStreamProcedure:
+			readServiceScanStreamHandler.ServeHTTP(w, r)
 		case ReadServiceCountProcedure:
 			readServiceCountHandler.ServeHTTP(w, r)
 		default:
@@ -304,6 +340,10 @@ func (UnimplementedReadServiceHandler) PrefixLookup(context.Context, *connect.Re
 
 func (UnimplementedReadServiceHandler) Scan(context.Context, *connect.Request[v1.ScanRequest]) (*connect.Response[v1.ScanResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("strom.v1.ReadService.Scan is not implemented"))
+}
+
+func (UnimplementedReadServiceHandler) ScanStream(context.Context, *connect.Request[v1.ScanStreamRequest], *connect.ServerStream[v1.ScanStreamResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("strom.v1.ReadService.ScanStream is not implemented"))
 }
 
 func (UnimplementedReadServiceHandler) Count(context.Context, *connect.Request[v1.CountRequest]) (*connect.Response[v1.CountResponse], error) {
