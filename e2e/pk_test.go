@@ -464,6 +464,13 @@ func testPrimaryKeyCLI(t *testing.T, be backend) {
 	if out := cli(t, p, "scan", "shop.customers", "--limit", "10"); strings.Count(out, "\n") != 2 || strings.Contains(out, "bob") {
 		t.Fatalf("scan after delete: %s", out)
 	}
+	// Page by page (ScanStream), from the KV index and as a union.
+	if out := cli(t, p, "scan", "shop.customers", "--limit", "0", "--page-size", "1"); strings.Count(out, "\n") != 2 || strings.Contains(out, "bob") {
+		t.Fatalf("scan in pages of one row: %s", out)
+	}
+	if out := cli(t, p, "scan", "shop.customers", "--union", "--limit", "0", "--page-size", "1", "--columns", "id"); strings.Count(out, "\n") != 2 || !strings.Contains(out, `"_offset"`) || strings.Contains(out, "name") {
+		t.Fatalf("union scan in pages of one row: %s", out)
+	}
 
 	for _, tc := range []struct {
 		args []string

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/strom-io/strom/api/client"
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/api/gen/strom/v1/stromv1connect"
 )
@@ -98,24 +99,53 @@ func newLookupCommand(g *globals) *cobra.Command {
 }
 
 func newScanCommand(g *globals) *cobra.Command {
-	var limit int64
+	var (
+		limit    int64
+		union    bool
+		columns  []string
+		pageSize int32
+	)
 	cmd := &cobra.Command{
-		Use:   "scan DATABASE.TABLE [--limit N]",
-		Short: "Print current rows of a primary-key table as JSON lines",
-		Args:  cobra.ExactArgs(1),
+		Use:   "scan DATABASE.TABLE [--limit N] [--union] [--columns a,b]",
+		Short: "Print the current rows of a primary-key table, or with --union any table from the lake and the stream, as JSON lines",
+		Long: `Print the current rows of a primary-key table as JSON lines, read page by
+page with ReadService.ScanStream: the server holds one page, not the table.
+With --union the table is read as one from the lake snapshot and the stream
+after it, as of offsets fixed when the scan starts: a log table's records or
+a primary-key table's current rows, with _bucket, _offset and _timestamp.`,
+		Example: `  strom scan shop.customers --limit 10
+  strom scan shop.orders --union --limit 0 --columns id,amount   # every row`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, table, err := splitTableName(args[0])
 			if err != nil {
 				return err
 			}
-			resp, err := g.read().Scan(cmd.Context(), connect.NewRequest(&stromv1.ScanRequest{Database: db, Table: table, Limit: limit}))
-			if err != nil {
-				return err
+			if limit < 0 {
+				return fmt.Errorf("--limit: want 0 (all) or more, got %d", limit)
 			}
-			return printRows(cmd, resp.Msg.GetRows())
+			opts := []client.ScanOption{client.ScanLimit(limit), client.ScanPageSize(pageSize)}
+			if union {
+				opts = append(opts, client.ScanUnion())
+			}
+			if len(columns) > 0 {
+				opts = append(opts, client.ScanColumns(columns...))
+			}
+			for page, err := range g.client().Scan(db, table, opts...).Pages(cmd.Context()) {
+				if err != nil {
+					return err
+				}
+				if err := printRows(cmd, page.GetRows()); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().Int64Var(&limit, "limit", 100, "Most rows to print (0: all).")
+	cmd.Flags().BoolVar(&union, "union", false, "Read the table from the lake and the stream as one (any table).")
+	cmd.Flags().StringSliceVar(&columns, "columns", nil, "Columns to print (default all).")
+	cmd.Flags().Int32Var(&pageSize, "page-size", 1000, "Rows per page the server sends (at most 10000).")
 	return cmd
 }
 
