@@ -214,11 +214,18 @@ func (v valueCheck) check(a arrow.Array) (int, string) {
 // ipc.NewWriter, e.g. ipc.WithLZ4() or ipc.WithZstd() to compress bodies, or
 // ipc.WithAllocator. With no batches the stream holds only the schema.
 func EncodeIPC(schema *arrow.Schema, recs []arrow.RecordBatch, opts ...ipc.Option) ([]byte, error) {
+	return AppendIPC(nil, schema, recs, opts...)
+}
+
+// AppendIPC is EncodeIPC appending the stream to dst, whose spare capacity
+// it uses: a caller that encodes one stream after another reuses one
+// buffer instead of growing a new one each time.
+func AppendIPC(dst []byte, schema *arrow.Schema, recs []arrow.RecordBatch, opts ...ipc.Option) ([]byte, error) {
 	if schema == nil {
 		return nil, errors.New("batch: EncodeIPC needs a schema")
 	}
-	var buf bytes.Buffer
-	w := ipc.NewWriter(&buf, append(opts, ipc.WithSchema(schema))...)
+	buf := bytes.NewBuffer(dst)
+	w := ipc.NewWriter(buf, append(opts, ipc.WithSchema(schema))...)
 	for i, rec := range recs {
 		if !rec.Schema().Equal(schema) {
 			w.Close()

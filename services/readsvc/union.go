@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"slices"
 
@@ -56,6 +57,9 @@ type unionReader struct {
 	// continuation) began, for buckets read without the lake.
 	ends   []bucketEnd
 	starts map[catalog.BucketID]int64
+	// ahead are the reads of the lake part of the buckets after the
+	// current one, in order (lakeRead).
+	ahead []*lakeRead
 
 	lakeRows, tailRows, refreshes, tailKeys int64
 }
@@ -114,7 +118,7 @@ func (s *Service) scanUnion(ctx context.Context, t catalog.Table, m *stromv1.Sca
 			r.ends = append(r.ends, bucketEnd{Partition: st.Partition, Bucket: st.Bucket, End: st.NextOffset})
 		}
 	}
-	p.encode = unionPageEncoder{schema: schema, format: m.GetFormat()}.encode
+	p.encode = (&unionPageEncoder{schema: schema, format: m.GetFormat()}).encode
 	p.token = func(next position) cursor {
 		c := base
 		c.Ends = slices.Clone(r.ends[next.bucket:])
@@ -124,6 +128,7 @@ func (s *Service) scanUnion(ctx context.Context, t catalog.Table, m *stromv1.Sca
 		}
 		return c
 	}
+	defer r.closeAhead()
 	for i := range r.ends {
 		if p.done() {
 			break
@@ -219,14 +224,17 @@ func (r *unionReader) logBucket(ctx context.Context, i int, from int64) error {
 	b, end := r.bucket(i), r.ends[i].End
 	resumed := from > 0
 	if r.snap != nil {
-		if err := r.lakeRecords(ctx, i, from, end); err != nil {
+		lr := r.lakeRead(ctx, i, position{offset: from})
+		err := r.addLakeRecords(ctx, i, lr.items())
+		lr.close()
+		if err != nil {
 			return err
 		}
 		// From the lake's end, even when the stream no longer starts
 		// there: the ends were read after the snapshot, so tiering and
 		// retention may have moved on meanwhile. The stream read then
 		// answers out of range, and a newer snapshot fills the gap.
-		from = max(from, r.lakeOffset(b))
+		from = max(from, lr.snap.Offsets[b])
 	} else if !resumed {
 		from = r.starts[b]
 	}
@@ -238,7 +246,7 @@ func (r *unionReader) logBucket(ctx context.Context, i int, from int64) error {
 				if err := r.refresh(ctx, b, from, err); err != nil {
 					return err
 				}
-				if err := r.lakeRecords(ctx, i, from, end); err != nil {
+				if err := r.addLakeRecords(ctx, i, records(ctx, r.snap, b, from, end, r.columns)); err != nil {
 					return err
 				}
 				from = max(from, r.lakeOffset(b))
@@ -305,15 +313,15 @@ func (r *unionReader) addStream(ctx context.Context, i int, res reader.FetchResu
 	return nil
 }
 
-// lakeRecords adds the snapshot's records of log table bucket i in
-// [from, to), up to the limit.
-func (r *unionReader) lakeRecords(ctx context.Context, i int, from, to int64) error {
-	for rec, err := range r.snap.Records(ctx, r.bucket(i), from, to, r.columns) {
+// addLakeRecords adds lake records of log table bucket i, up to the
+// limit.
+func (r *unionReader) addLakeRecords(ctx context.Context, i int, items iter.Seq2[lakeItem, error]) error {
+	for it, err := range items {
 		if err != nil {
 			return err
 		}
-		r.lakeRows += rec.NumRows()
-		rows := lakeRows(rec)
+		r.lakeRows += it.rec.NumRows()
+		rows := lakeRows(it.rec)
 		offsets, ok := rows.Column(rows.Schema().FieldIndices(ColumnOffset)[0]).(*array.Int64)
 		if !ok {
 			rows.Release()
@@ -333,13 +341,16 @@ func (r *unionReader) lakeRecords(ctx context.Context, i int, from, to int64) er
 	return nil
 }
 
-// unionPageEncoder encodes pages of union rows.
+// unionPageEncoder encodes pages of union rows. An Arrow page reuses the
+// bytes of the one before, which the pager sent before it encodes the
+// next.
 type unionPageEncoder struct {
 	schema *arrow.Schema
 	format stromv1.Format
+	buf    []byte
 }
 
-func (e unionPageEncoder) encode(chunks []pageChunk) (*stromv1.ScanResponse, error) {
+func (e *unionPageEncoder) encode(chunks []pageChunk) (*stromv1.ScanResponse, error) {
 	recs := make([]arrow.RecordBatch, len(chunks))
 	for i, c := range chunks {
 		recs[i] = c.(arrowChunk).rec
@@ -347,7 +358,8 @@ func (e unionPageEncoder) encode(chunks []pageChunk) (*stromv1.ScanResponse, err
 	out := &stromv1.ScanResponse{}
 	var err error
 	if e.format == stromv1.Format_FORMAT_ARROW {
-		out.ArrowIpc, err = batch.EncodeIPC(e.schema, recs)
+		out.ArrowIpc, err = batch.AppendIPC(e.buf[:0], e.schema, recs)
+		e.buf = out.ArrowIpc
 	} else {
 		out.Rows, err = unionJSON(recs)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -35,6 +36,16 @@ const tailKeepBytes = 16 << 20
 func (r *unionReader) keyedBucket(ctx context.Context, i int, pos position) error {
 	b := r.bucket(i)
 	resumed := pos.lake != nil || pos.offset > 0
+	// The lake rows are read (ahead) while the changelog is.
+	var lr *lakeRead
+	if pos.offset == 0 && r.lakeOffset(b) > 0 {
+		lr = r.lakeRead(ctx, i, pos)
+	}
+	defer func() {
+		if lr != nil {
+			lr.close()
+		}
+	}()
 	var tail *changeTail
 	for attempt := 1; ; attempt++ {
 		from := r.lakeOffset(b)
@@ -63,11 +74,15 @@ func (r *unionReader) keyedBucket(ctx context.Context, i int, pos position) erro
 	defer tail.release()
 	r.tailKeys = max(r.tailKeys, int64(len(tail.last)))
 	if pos.offset == 0 && tail.from > 0 {
-		var from lake.RowsPos
-		if pos.lake != nil {
-			from = *pos.lake
+		if lr != nil && lr.snap != r.snap {
+			lr.close() // of the snapshot before a refresh
+			lr = nil
 		}
-		if err := r.lakeState(ctx, i, tail, from); err != nil {
+		if lr == nil {
+			lr = r.lakeRead(ctx, i, pos)
+		}
+		err := r.lakeState(ctx, i, tail, lr.items())
+		if err != nil {
 			return err
 		}
 	}
@@ -110,27 +125,33 @@ func (r *unionReader) readChanges(ctx context.Context, b catalog.BucketID, from,
 	return tail, nil
 }
 
-// lakeState adds the snapshot's rows of the scan's bucket i whose keys
-// tail did not touch, from position from of the bucket's lake rows.
-func (r *unionReader) lakeState(ctx context.Context, i int, tail *changeTail, from lake.RowsPos) error {
-	// The projection, plus the key columns to merge by.
+// lakeColumns is the projection a primary-key table's lake rows are read
+// with: the scan's, plus the key columns to merge by (nil: all).
+func (r *unionReader) lakeColumns() []string {
+	if r.columns == nil {
+		return nil
+	}
 	var columns []string
-	if r.columns != nil {
-		for _, c := range r.t.Schema.Columns {
-			if slices.Contains(r.columns, c.Name) || slices.Contains(tail.keys, c.Name) {
-				columns = append(columns, c.Name)
-			}
+	for _, c := range r.t.Schema.Columns {
+		if slices.Contains(r.columns, c.Name) || slices.Contains(r.t.Schema.PrimaryKey, c.Name) {
+			columns = append(columns, c.Name)
 		}
 	}
+	return columns
+}
+
+// lakeState adds the lake rows of the scan's bucket i (items, from
+// RowsFrom) whose keys tail did not touch.
+func (r *unionReader) lakeState(ctx context.Context, i int, tail *changeTail, items iter.Seq2[lakeItem, error]) error {
 	stream := batch.ArrowSchema(r.t.Schema)
 	snap := r.snapID()
-	for rb, err := range r.snap.RowsFrom(ctx, r.bucket(i), columns, from) {
+	for it, err := range items {
 		if err != nil {
 			return err
 		}
-		r.lakeRows += rb.Rec.NumRows()
-		rows := lakeRows(rb.Rec)
-		at := rb.At
+		r.lakeRows += it.rec.NumRows()
+		rows := lakeRows(it.rec)
+		at := it.at
 		r.p.holding = tail.keptRows + rows.NumRows()
 		err := r.addUntouched(ctx, rows, tail, stream, func(row int64) position {
 			return position{bucket: i, lake: &lake.RowsPos{Chunk: at.Chunk, Row: at.Row + row + 1}, snapshot: snap}
