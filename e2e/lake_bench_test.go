@@ -333,8 +333,8 @@ func BenchmarkTiering(b *testing.B) {
 
 // BenchmarkUnionScan: a 6-bucket 20-column table, fully tiered, plus a
 // stream tail of 10% more rows written with tiering idle; the whole table
-// read by Scan{union, ARROW} against Fetch (ARROW) of every bucket from
-// offset 0, alternating, median of the runs.
+// read by ScanStream{union, ARROW} (pages of 10,000 rows) against Fetch
+// (ARROW) of every bucket from offset 0, alternating, median of the runs.
 func BenchmarkUnionScan(b *testing.B) {
 	e := newLakeEnv(b, lakeInterval)
 	e.createLakeTable(b, "union")
@@ -352,13 +352,10 @@ func BenchmarkUnionScan(b *testing.B) {
 	total := base.rows + tail.rows
 	ctx := context.Background()
 
-	unionOnce := func() (time.Duration, []byte) {
+	unionOnce := func(count bool) (time.Duration, int64, int64) {
 		t0 := time.Now()
-		resp, err := e.read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: "bench", Table: "union", Union: true, Format: stromv1.Format_FORMAT_ARROW}))
-		if err != nil {
-			b.Fatalf("union scan: %v", err)
-		}
-		return time.Since(t0), resp.Msg.GetArrowIpc()
+		rows, bytes := scanStream(b, ctx, e.read, &stromv1.ScanRequest{Database: "bench", Table: "union", Union: true, Format: stromv1.Format_FORMAT_ARROW}, count)
+		return time.Since(t0), rows, bytes
 	}
 	streamOnce := func() (time.Duration, int64, int64) {
 		t0 := time.Now()
@@ -383,8 +380,7 @@ func BenchmarkUnionScan(b *testing.B) {
 		return time.Since(t0), rows, arrowBytes
 	}
 	// Warm up both paths (connections, the read cache, the lake metadata).
-	_, ipcBytes := unionOnce()
-	if got := countIPCRows(b, ipcBytes); got != total {
+	if _, got, _ := unionOnce(true); got != total {
 		b.Fatalf("union scan returned %d rows, want %d", got, total)
 	}
 	if _, rows, _ := streamOnce(); rows != total {
@@ -396,19 +392,15 @@ func BenchmarkUnionScan(b *testing.B) {
 	b.ResetTimer()
 	for i := range reps {
 		if i%2 == 0 {
-			d, ipcBytes := unionOnce()
-			us = append(us, d)
-			unionBytes = int64(len(ipcBytes))
+			d, _, ub := unionOnce(false)
+			us, unionBytes = append(us, d), ub
 			d, _, sb := streamOnce()
-			ss = append(ss, d)
-			streamBytes = sb
+			ss, streamBytes = append(ss, d), sb
 		} else {
 			d, _, sb := streamOnce()
-			ss = append(ss, d)
-			streamBytes = sb
-			d, ipcBytes := unionOnce()
-			us = append(us, d)
-			unionBytes = int64(len(ipcBytes))
+			ss, streamBytes = append(ss, d), sb
+			d, _, ub := unionOnce(false)
+			us, unionBytes = append(us, d), ub
 		}
 	}
 	b.StopTimer()
@@ -433,9 +425,10 @@ func BenchmarkUnionScan(b *testing.B) {
 // (key c00) with the lake on: 200,000 keys upserted (Arrow) and tiered,
 // then 10% of the keys updated and 1% deleted with tiering idle, which
 // leaves them in the changelog tail. The whole table read by
-// Scan{union, ARROW} (the lake snapshot, equality deletes applied, merged
-// by key with the tail) against a plain Scan (ARROW) of the KV index,
-// alternating, median of the runs; both must return the current rows.
+// ScanStream{union, ARROW} (the lake snapshot, equality deletes applied,
+// merged by key with the tail) against a plain ScanStream (ARROW) of the KV
+// index, both in pages of 10,000 rows, alternating, median of the runs;
+// both must return the current rows.
 func BenchmarkUnionScanPrimaryKey(b *testing.B) {
 	const (
 		table     = "union_pk"
@@ -512,18 +505,15 @@ func BenchmarkUnionScanPrimaryKey(b *testing.B) {
 	want := keys - deleted
 	ctx := context.Background()
 
-	scanOnce := func(union bool) (time.Duration, []byte) {
+	scanOnce := func(union, count bool) (time.Duration, int64, int64) {
 		t0 := time.Now()
-		resp, err := e.read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: "bench", Table: table, Union: union, Format: stromv1.Format_FORMAT_ARROW}))
-		if err != nil {
-			b.Fatalf("scan (union %v): %v", union, err)
-		}
-		return time.Since(t0), resp.Msg.GetArrowIpc()
+		rows, bytes := scanStream(b, ctx, e.read, &stromv1.ScanRequest{Database: "bench", Table: table, Union: union, Format: stromv1.Format_FORMAT_ARROW}, count)
+		return time.Since(t0), rows, bytes
 	}
 	// Warm up both paths and check the row counts.
 	for _, union := range []bool{true, false} {
-		if _, ipcBytes := scanOnce(union); countIPCRows(b, ipcBytes) != want {
-			b.Fatalf("scan (union %v) returned %d rows, want %d", union, countIPCRows(b, ipcBytes), want)
+		if _, rows, _ := scanOnce(union, true); rows != want {
+			b.Fatalf("scan (union %v) returned %d rows, want %d", union, rows, want)
 		}
 	}
 	const reps = 5
@@ -532,11 +522,11 @@ func BenchmarkUnionScanPrimaryKey(b *testing.B) {
 	b.ResetTimer()
 	for i := range reps {
 		for _, union := range []bool{i%2 == 0, i%2 != 0} {
-			d, ipcBytes := scanOnce(union)
+			d, _, n := scanOnce(union, false)
 			if union {
-				us, unionBytes = append(us, d), int64(len(ipcBytes))
+				us, unionBytes = append(us, d), n
 			} else {
-				ks, kvBytes = append(ks, d), int64(len(ipcBytes))
+				ks, kvBytes = append(ks, d), n
 			}
 		}
 	}
@@ -624,6 +614,30 @@ func keyedBatch(tb testing.TB, seed uint64, from, step int64, rows int) []byte {
 		tb.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// scanStream reads every page of a scan with ScanStream (pages of the
+// default size, the most) and returns its Arrow bytes and, with count, its
+// rows (decoding the pages: the timed runs do not, as the stream reads
+// they are compared with do not).
+func scanStream(b *testing.B, ctx context.Context, read stromv1connect.ReadServiceClient, req *stromv1.ScanRequest, count bool) (rows, bytes int64) {
+	b.Helper()
+	st, err := read.ScanStream(ctx, connect.NewRequest(&stromv1.ScanStreamRequest{Scan: req}))
+	if err != nil {
+		b.Fatalf("scan stream %v: %v", req, err)
+	}
+	defer st.Close()
+	for st.Receive() {
+		ipcBytes := st.Msg().GetPage().GetArrowIpc()
+		if count {
+			rows += countIPCRows(b, ipcBytes)
+		}
+		bytes += int64(len(ipcBytes))
+	}
+	if err := st.Err(); err != nil {
+		b.Fatalf("scan stream %v: %v", req, err)
+	}
+	return rows, bytes
 }
 
 // countIPCRows counts the rows of an Arrow IPC stream.
