@@ -53,6 +53,7 @@ var rules = map[string]rule{
 	stromv1connect.ReadServiceLookupProcedure:       {ScopeRead, databaseField},
 	stromv1connect.ReadServicePrefixLookupProcedure: {ScopeRead, databaseField},
 	stromv1connect.ReadServiceScanProcedure:         {ScopeRead, databaseField},
+	stromv1connect.ReadServiceScanStreamProcedure:   {ScopeRead, scanStreamDatabase},
 	stromv1connect.ReadServiceCountProcedure:        {ScopeRead, databaseField},
 
 	reflectV1:      {ScopeAny, clusterWide},
@@ -82,6 +83,13 @@ func nameField(msg any) string {
 func subscribeDatabase(msg any) string {
 	if m, ok := msg.(*stromv1.SubscribeRequest); ok {
 		return m.GetFetch().GetDatabase()
+	}
+	return ""
+}
+
+func scanStreamDatabase(msg any) string {
+	if m, ok := msg.(*stromv1.ScanStreamRequest); ok {
+		return m.GetScan().GetDatabase()
 	}
 	return ""
 }
