@@ -100,6 +100,7 @@ var procedureScopes = map[string]struct {
 	"/strom.v1.ReadService/Lookup":            {"read", false},
 	"/strom.v1.ReadService/PrefixLookup":      {"read", false},
 	"/strom.v1.ReadService/Scan":              {"read", false},
+	"/strom.v1.ReadService/ScanStream":        {"read", false},
 	"/strom.v1.ReadService/Count":             {"read", false},
 }
 
@@ -137,8 +138,10 @@ func requestFor(md protoreflect.MethodDescriptor, db string) *dynamicpb.Message 
 			m.Set(f, protoreflect.ValueOfString(db))
 			return
 		}
-		if f := fields.ByName("fetch"); f != nil {
-			set(m.Mutable(f).Message())
+		for _, name := range []protoreflect.Name{"fetch", "scan"} { // Subscribe's, ScanStream's request
+			if f := fields.ByName(name); f != nil && f.Kind() == protoreflect.MessageKind {
+				set(m.Mutable(f).Message())
+			}
 		}
 	}
 	set(m)
