@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/strom-io/strom/catalog"
@@ -65,17 +67,18 @@ func FromJSON(mem memory.Allocator, s catalog.Schema, rows []map[string]any) (ar
 			}
 		}
 		if present != len(row) {
-			return nil, unknownColumn(r, row, s.Columns)
+			return nil, unknownColumn(r, slices.Collect(maps.Keys(row)), cols)
 		}
 	}
 	return rb.NewRecordBatch(), nil
 }
 
-// unknownColumn reports the first (by name) key of row that is not a column.
-func unknownColumn(r int, row map[string]any, cols []catalog.Column) error {
+// unknownColumn reports the first (by name) of the keys of row r that is
+// not a column.
+func unknownColumn(r int, keys []string, cols []jsonColumn) error {
 	var unknown []string
-	for k := range row {
-		if !slices.ContainsFunc(cols, func(c catalog.Column) bool { return c.Name == k }) {
+	for _, k := range keys {
+		if !slices.ContainsFunc(cols, func(c jsonColumn) bool { return c.name == k }) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -83,8 +86,8 @@ func unknownColumn(r int, row map[string]any, cols []catalog.Column) error {
 	name := unknown[0]
 	reason := "unknown column"
 	for _, c := range cols {
-		if strings.EqualFold(c.Name, name) {
-			reason = fmt.Sprintf("unknown column (did you mean %q?)", c.Name)
+		if strings.EqualFold(c.name, name) {
+			reason = fmt.Sprintf("unknown column (did you mean %q?)", c.name)
 			break
 		}
 	}
@@ -161,96 +164,198 @@ func (c *jsonColumn) append(v any) string {
 			b.Append(n)
 		}
 	case catalog.KindFloat, catalog.KindDouble:
-		bits := 64
-		if c.typ.Kind == catalog.KindFloat {
-			bits = 32
-		}
-		f, reason := c.float(v, bits)
+		f, reason := c.float(v, c.floatBits())
 		if reason != "" {
 			return reason
 		}
-		if bits == 32 {
+		if c.typ.Kind == catalog.KindFloat {
 			c.b.(*array.Float32Builder).Append(float32(f))
 		} else {
 			c.b.(*array.Float64Builder).Append(f)
 		}
 	case catalog.KindDecimal:
-		var text string
-		if s, ok := v.(string); ok {
-			text = s
-		} else if s, ok := numberText(v); ok {
-			text = s
-		} else {
-			return c.want(v, "")
-		}
-		l, ok := parseLiteral(text)
-		if !ok {
-			return c.want(v, "")
-		}
-		n, reason := l.decimalValue(c.typ.Precision, c.typ.Scale)
+		n, reason := c.decimal(v)
 		if reason != "" {
-			return c.want(v, reason)
+			return reason
 		}
 		c.b.(*array.Decimal128Builder).Append(n)
 	case catalog.KindString:
-		s, ok := v.(string)
-		if !ok {
-			return c.want(v, "")
-		}
-		if !utf8.ValidString(s) {
-			return c.want(v, "not valid UTF-8")
+		s, reason := c.string(v)
+		if reason != "" {
+			return reason
 		}
 		c.b.(*array.StringBuilder).Append(s)
 	case catalog.KindBytes:
-		switch s := v.(type) {
-		case string:
-			raw, err := base64.StdEncoding.DecodeString(s)
-			if err != nil {
-				return c.want(v, "not standard base64 (with padding)")
-			}
-			c.b.(*array.BinaryBuilder).Append(raw)
-		case []byte:
-			c.b.(*array.BinaryBuilder).Append(s)
-		default:
-			return c.want(v, "")
-		}
-	case catalog.KindDate:
-		s, ok := v.(string)
-		if !ok {
-			return c.want(v, `want a string "YYYY-MM-DD"`)
-		}
-		days, n, reason := parseDate(s)
-		if reason == "" && n != len(s) {
-			reason = `want "YYYY-MM-DD"`
-		}
+		raw, reason := c.bytes(v)
 		if reason != "" {
-			return c.want(v, reason)
+			return reason
+		}
+		c.b.(*array.BinaryBuilder).Append(raw)
+	case catalog.KindDate:
+		days, reason := c.date(v)
+		if reason != "" {
+			return reason
 		}
 		c.b.(*array.Date32Builder).Append(arrow.Date32(days))
 	case catalog.KindTime:
-		s, ok := v.(string)
-		if !ok {
-			return c.want(v, `want a string "HH:MM:SS[.ffffff]"`)
-		}
-		us, reason := parseTime(s)
+		us, reason := c.time(v)
 		if reason != "" {
-			return c.want(v, reason)
+			return reason
 		}
 		c.b.(*array.Time64Builder).Append(arrow.Time64(us))
 	case catalog.KindTimestamp, catalog.KindTimestampLTZ:
-		s, ok := v.(string)
-		if !ok {
-			return c.want(v, `want a string "YYYY-MM-DDTHH:MM:SS[.fff]"`)
-		}
-		ts, reason := parseTimestamp(s, c.ts)
+		ts, reason := c.timestamp(v)
 		if reason != "" {
-			return c.want(v, reason)
+			return reason
 		}
 		c.b.(*array.TimestampBuilder).Append(arrow.Timestamp(ts))
 	default:
 		return "unsupported type " + c.typ.String()
 	}
 	return ""
+}
+
+// value converts v (not nil) to the Go value of the column's Arrow type
+// as a primary-key table's rows hold them (kv.Row): bool; int64 for every
+// integer, DATE (days), TIME (µs) and TIMESTAMP (in its Arrow unit);
+// float64 for DOUBLE and FLOAT (a float32 value); decimal128.Num
+// (unscaled); string; []byte. It returns why v does not fit, as append
+// does.
+func (c *jsonColumn) value(v any) (any, string) {
+	var (
+		out    any
+		reason string
+	)
+	switch c.typ.Kind {
+	case catalog.KindBoolean:
+		b, ok := v.(bool)
+		if !ok {
+			return nil, c.want(v, "")
+		}
+		out = b
+	case catalog.KindTinyInt, catalog.KindSmallInt, catalog.KindInt, catalog.KindBigInt:
+		lo, hi := intRange(c.typ.Kind)
+		out, reason = c.integer(v, lo, hi)
+	case catalog.KindFloat, catalog.KindDouble:
+		out, reason = c.float(v, c.floatBits())
+	case catalog.KindDecimal:
+		out, reason = c.decimal(v)
+	case catalog.KindString:
+		out, reason = c.string(v)
+	case catalog.KindBytes:
+		out, reason = c.bytes(v)
+	case catalog.KindDate:
+		out, reason = c.date(v)
+	case catalog.KindTime:
+		out, reason = c.time(v)
+	case catalog.KindTimestamp, catalog.KindTimestampLTZ:
+		out, reason = c.timestamp(v)
+	default:
+		return nil, "unsupported type " + c.typ.String()
+	}
+	if reason != "" {
+		return nil, reason
+	}
+	return out, ""
+}
+
+// floatBits is 32 for FLOAT, 64 for DOUBLE.
+func (c *jsonColumn) floatBits() int {
+	if c.typ.Kind == catalog.KindFloat {
+		return 32
+	}
+	return 64
+}
+
+// decimal converts v to the column's DECIMAL, unscaled.
+func (c *jsonColumn) decimal(v any) (decimal128.Num, string) {
+	var text string
+	if s, ok := v.(string); ok {
+		text = s
+	} else if s, ok := numberText(v); ok {
+		text = s
+	} else {
+		return decimal128.Num{}, c.want(v, "")
+	}
+	l, ok := parseLiteral(text)
+	if !ok {
+		return decimal128.Num{}, c.want(v, "")
+	}
+	n, reason := l.decimalValue(c.typ.Precision, c.typ.Scale)
+	if reason != "" {
+		return decimal128.Num{}, c.want(v, reason)
+	}
+	return n, ""
+}
+
+// string converts v to a STRING: valid UTF-8.
+func (c *jsonColumn) string(v any) (string, string) {
+	s, ok := v.(string)
+	if !ok {
+		return "", c.want(v, "")
+	}
+	if !utf8.ValidString(s) {
+		return "", c.want(v, "not valid UTF-8")
+	}
+	return s, ""
+}
+
+// bytes converts v, standard base64 text or raw bytes, to BYTES.
+func (c *jsonColumn) bytes(v any) ([]byte, string) {
+	switch s := v.(type) {
+	case string:
+		raw, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, c.want(v, "not standard base64 (with padding)")
+		}
+		return raw, ""
+	case []byte:
+		return s, ""
+	}
+	return nil, c.want(v, "")
+}
+
+// date converts v, "YYYY-MM-DD", to days since 1970-01-01.
+func (c *jsonColumn) date(v any) (int64, string) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, c.want(v, `want a string "YYYY-MM-DD"`)
+	}
+	days, n, reason := parseDate(s)
+	if reason == "" && n != len(s) {
+		reason = `want "YYYY-MM-DD"`
+	}
+	if reason != "" {
+		return 0, c.want(v, reason)
+	}
+	return int64(days), ""
+}
+
+// time converts v, "HH:MM:SS[.ffffff]", to microseconds since midnight.
+func (c *jsonColumn) time(v any) (int64, string) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, c.want(v, `want a string "HH:MM:SS[.ffffff]"`)
+	}
+	us, reason := parseTime(s)
+	if reason != "" {
+		return 0, c.want(v, reason)
+	}
+	return int64(us), ""
+}
+
+// timestamp converts v, "YYYY-MM-DDTHH:MM:SS[.fff]", to the column's
+// Arrow unit.
+func (c *jsonColumn) timestamp(v any) (int64, string) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, c.want(v, `want a string "YYYY-MM-DDTHH:MM:SS[.fff]"`)
+	}
+	ts, reason := parseTimestamp(s, c.ts)
+	if reason != "" {
+		return 0, c.want(v, reason)
+	}
+	return int64(ts), ""
 }
 
 // integer converts v to an integer in [lo, hi].

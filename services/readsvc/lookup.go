@@ -118,27 +118,21 @@ func (s *Service) PrefixLookup(ctx context.Context, req *connect.Request[stromv1
 	for i := range nullable.Columns {
 		nullable.Columns[i].Nullable = !contains(bucketKey, nullable.Columns[i].Name)
 	}
-	rec, err := batch.FromJSON(s.mem, nullable, []map[string]any{m.GetPrefix().AsMap()})
+	vals, err := batch.NewValues(nullable)
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
 	}
-	defer rec.Release()
-	ops, err := kv.OpsFromRecord(t.Schema, rec, kv.OpDelete, nil)
+	row, err := vals.FromStruct(0, m.GetPrefix())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "prefix lookup", err)
 	}
 	values := make([]any, len(bucketKey))
 	for i, c := range bucketKey {
-		idx := columnIndex(t.Schema, c)
-		values[i] = ops[0].Row[idx]
+		values[i] = row[columnIndex(t.Schema, c)]
 	}
-	parts, err := s.router.Route(s.mem, t, rec, "", 0)
+	b, err := keyBucket(t, row)
 	if err != nil {
 		return nil, rpcerr.Invalid(err.Error())
-	}
-	b := parts[0].Bucket
-	for _, p := range parts {
-		p.Record.Release()
 	}
 	rows, err := s.kv.PrefixLookup(ctx, t, b, values)
 	if err != nil {
@@ -223,69 +217,67 @@ func (s *Service) primaryKeyTable(ctx context.Context, db, name, op string) (cat
 	return t, nil
 }
 
-// keys decodes lookup keys (JSON objects of the primary-key columns) and
-// returns each as primary-key values in PrimaryKey order with its bucket.
+// keys decodes lookup keys (JSON objects of the primary-key columns, and
+// optionally other columns) straight to values, with FromJSON's rules and
+// errors (batch.Values), and returns each as primary-key values in
+// PrimaryKey order with its bucket (as the writer routes the key).
 func (s *Service) keys(t catalog.Table, schema catalog.Schema, in []*structpb.Struct) ([]kv.Row, []catalog.BucketID, error) {
-	maps := make([]map[string]any, len(in))
+	vals, err := batch.NewValues(schema)
+	if err != nil {
+		return nil, nil, err
+	}
+	pk := make([]int, len(t.Schema.PrimaryKey))
+	for j, c := range t.Schema.PrimaryKey {
+		pk[j] = columnIndex(t.Schema, c)
+	}
+	keys := make([]kv.Row, len(in))
+	buckets := make([]catalog.BucketID, len(in))
 	for i, k := range in {
-		maps[i] = k.AsMap()
-	}
-	rec, err := batch.FromJSON(s.mem, schema, maps)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rec.Release()
-	ops, err := kv.OpsFromRecord(t.Schema, rec, kv.OpDelete, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	keys := make([]kv.Row, len(ops))
-	buckets := make([]catalog.BucketID, len(ops))
-	for i, op := range ops {
-		key := make(kv.Row, len(t.Schema.PrimaryKey))
-		for j, c := range t.Schema.PrimaryKey {
-			key[j] = op.Row[columnIndex(t.Schema, c)]
+		row, err := vals.FromStruct(i, k)
+		if err != nil {
+			return nil, nil, err
+		}
+		key := make(kv.Row, len(pk))
+		for j, c := range pk {
+			key[j] = row[c]
 		}
 		keys[i] = key
-		one := rec.NewSlice(int64(i), int64(i+1))
-		parts, err := s.router.Route(s.mem, t, one, "", 0)
-		one.Release()
-		if err != nil {
+		if buckets[i], err = keyBucket(t, row); err != nil {
 			return nil, nil, rpcerr.Invalid(err.Error())
-		}
-		buckets[i] = parts[0].Bucket
-		for _, p := range parts {
-			p.Record.Release()
 		}
 	}
 	return keys, buckets, nil
 }
 
-// encodeRows returns rows as JSON objects or one Arrow IPC stream, of
-// the columns named (checked by checkColumns), or of every column when
-// none is.
+// encodeRows returns rows as JSON objects (batch.Values: no Arrow in
+// between) or one Arrow IPC stream, of the columns named (checked by
+// checkColumns), or of every column when none is.
 func (s *Service) encodeRows(t catalog.Table, rows []kv.Row, columns []string, f stromv1.Format) ([]*structpb.Struct, []byte, error) {
-	rec, err := kv.RowsToRecord(s.mem, t.Schema, rows)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(columns) > 0 {
-		full := rec
-		rec = project(full, columns)
-		full.Release()
-	}
-	defer rec.Release()
 	if f == stromv1.Format_FORMAT_ARROW {
+		rec, err := kv.RowsToRecord(s.mem, t.Schema, rows)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(columns) > 0 {
+			full := rec
+			rec = project(full, columns)
+			full.Release()
+		}
+		defer rec.Release()
 		data, err := batch.EncodeIPC(rec.Schema(), []arrow.RecordBatch{rec})
 		return nil, data, err
 	}
-	objs, err := batch.ToJSON(rec)
+	vals, err := batch.NewValues(t.Schema)
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make([]*structpb.Struct, len(objs))
-	for i, o := range objs {
-		if out[i], err = structpb.NewStruct(o); err != nil {
+	var idx []int
+	for _, c := range columns {
+		idx = append(idx, columnIndex(t.Schema, c))
+	}
+	out := make([]*structpb.Struct, len(rows))
+	for i, row := range rows {
+		if out[i], err = vals.ToStruct(i, row, idx); err != nil {
 			return nil, nil, err
 		}
 	}

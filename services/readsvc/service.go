@@ -22,7 +22,6 @@ import (
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/services/rpcerr"
 	"github.com/strom-io/strom/services/segment"
-	"github.com/strom-io/strom/services/writer"
 )
 
 // Limits of Fetch.
@@ -58,7 +57,6 @@ type Service struct {
 	reader  *reader.Reader
 	kv      KV
 	lake    Lake // nil without a lake: union scans read the stream alone
-	router  writer.Router
 	logger  *slog.Logger
 	mem     memory.Allocator
 	onScan  func(ScanInfo)
