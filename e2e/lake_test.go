@@ -258,12 +258,9 @@ func writeKeyed(ctx context.Context, write stromv1connect.WriteServiceClient, st
 // stream has them. It returns the number of rows.
 func checkUnionLog(t *testing.T, ctx context.Context, read stromv1connect.ReadServiceClient) int {
 	t.Helper()
-	resp, err := read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: "lake", Table: "events", Union: true, Columns: []string{"id"}}))
-	if err != nil {
-		t.Fatalf("union scan of lake.events: %v", err)
-	}
+	rows := scanRows(t, ctx, read, &stromv1.ScanRequest{Database: "lake", Table: "events", Union: true, Columns: []string{"id"}})
 	next := map[int32]int64{}
-	for _, r := range resp.Msg.GetRows() {
+	for _, r := range rows {
 		f := r.GetFields()
 		b, off := int32(f["_bucket"].GetNumberValue()), int64(f["_offset"].GetNumberValue())
 		if off != next[b] {
@@ -271,18 +268,32 @@ func checkUnionLog(t *testing.T, ctx context.Context, read stromv1connect.ReadSe
 		}
 		next[b]++
 	}
-	return len(resp.Msg.GetRows())
+	return len(rows)
+}
+
+// scanRows reads every page of a scan (ScanStream) and returns the rows.
+func scanRows(t *testing.T, ctx context.Context, read stromv1connect.ReadServiceClient, req *stromv1.ScanRequest) []*structpb.Struct {
+	t.Helper()
+	st, err := read.ScanStream(ctx, connect.NewRequest(&stromv1.ScanStreamRequest{Scan: req}))
+	if err != nil {
+		t.Fatalf("scan of %s.%s: %v", req.GetDatabase(), req.GetTable(), err)
+	}
+	defer st.Close()
+	var rows []*structpb.Struct
+	for st.Receive() {
+		rows = append(rows, st.Msg().GetPage().GetRows()...)
+	}
+	if err := st.Err(); err != nil {
+		t.Fatalf("scan of %s.%s: %v", req.GetDatabase(), req.GetTable(), err)
+	}
+	return rows
 }
 
 // checkUnionKeyed checks that a union scan of lake.kv equals model.
 func checkUnionKeyed(t *testing.T, ctx context.Context, read stromv1connect.ReadServiceClient, model map[int64]string) {
 	t.Helper()
-	resp, err := read.Scan(ctx, connect.NewRequest(&stromv1.ScanRequest{Database: "lake", Table: "kv", Union: true}))
-	if err != nil {
-		t.Fatalf("union scan of lake.kv: %v", err)
-	}
 	got := map[int64]string{}
-	for _, r := range resp.Msg.GetRows() {
+	for _, r := range scanRows(t, ctx, read, &stromv1.ScanRequest{Database: "lake", Table: "kv", Union: true}) {
 		f := r.GetFields()
 		id := int64(f["id"].GetNumberValue())
 		if _, dup := got[id]; dup {
