@@ -9,7 +9,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/catalog"
@@ -403,18 +402,6 @@ func (p *pager) release() {
 		c.release()
 	}
 	p.chunks, p.n = nil, 0
-}
-
-// rowsJSON returns rows of t as JSON objects.
-func rowsJSON(objs []map[string]any) ([]*structpb.Struct, error) {
-	out := make([]*structpb.Struct, len(objs))
-	for i, o := range objs {
-		var err error
-		if out[i], err = structpb.NewStruct(o); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // logScan logs the end of a union scan at debug level.

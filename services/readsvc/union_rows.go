@@ -53,8 +53,6 @@ type unionRows struct {
 	limit  int64 // 0: no limit
 }
 
-func (u *unionRows) full() bool { return u.limit > 0 && u.n >= u.limit }
-
 func (u *unionRows) release() {
 	for _, r := range u.recs {
 		r.Release()

@@ -424,11 +424,6 @@ func TestScanPages(t *testing.T) {
 		}
 	}
 
-	type scanCase struct {
-		name  string
-		req   *stromv1.ScanRequest
-		check func(name string, pages []*stromv1.ScanResponse)
-	}
 	logCheck := func(name string, pages []*stromv1.ScanResponse, f stromv1.Format) {
 		var rows []unionRow
 		for _, p := range pages {

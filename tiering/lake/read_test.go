@@ -327,13 +327,12 @@ func TestSnapshotRowsFrom(t *testing.T) {
 	ctx := ctxT(t)
 	tt := logTable(1)
 	b0 := bid(1, 0)
-	tbl, err := e.lake.EnsureTable(ctx, tt)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const files, per = 20, 3
 	for f := range int64(files) {
-		tbl, _ = e.lake.EnsureTable(ctx, tt)
+		tbl, err := e.lake.EnsureTable(ctx, tt)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := e.lake.Append(ctx, tbl, []arrow.RecordBatch{batch(t, tbl, 0, f*per, (f+1)*per)}, map[catalog.BucketID]int64{b0: (f + 1) * per}); err != nil {
 			t.Fatal(err)
 		}
@@ -392,7 +391,7 @@ func TestSnapshotRowsFrom(t *testing.T) {
 	}
 
 	// A newer snapshot; the old one by id reads as before.
-	tbl, _ = e.lake.EnsureTable(ctx, tt)
+	tbl, _ := e.lake.EnsureTable(ctx, tt)
 	if _, err := e.lake.Append(ctx, tbl, []arrow.RecordBatch{batch(t, tbl, 0, files*per, files*per+5)}, map[catalog.BucketID]int64{b0: files*per + 5}); err != nil {
 		t.Fatal(err)
 	}
