@@ -58,8 +58,10 @@ type unionReader struct {
 	ends   []bucketEnd
 	starts map[catalog.BucketID]int64
 	// ahead are the reads of the lake part of the buckets after the
-	// current one, in order (lakeRead).
-	ahead []*lakeRead
+	// current one, in order (lakeRead); tailAhead the read of the next
+	// primary-key bucket's changelog tail (startTail).
+	ahead     []*lakeRead
+	tailAhead *tailRead
 
 	lakeRows, tailRows, refreshes, tailKeys int64
 }
@@ -129,6 +131,7 @@ func (s *Service) scanUnion(ctx context.Context, t catalog.Table, m *stromv1.Sca
 		return c
 	}
 	defer r.closeAhead()
+	defer r.closeTail()
 	for i := range r.ends {
 		if p.done() {
 			break

@@ -51,9 +51,14 @@ func (r *unionReader) keyedBucket(ctx context.Context, i int, pos position) erro
 		from := r.lakeOffset(b)
 		end := max(r.ends[i].End, from)
 		var err error
-		tail, err = r.readChanges(ctx, b, from, end)
+		if ta := r.takeTail(i); ta != nil {
+			tail, err = ta.tail, ta.err // read ahead while the bucket before was
+		} else {
+			tail, err = r.readChanges(ctx, b, from, end)
+		}
 		if err == nil {
 			r.ends[i].End = end
+			r.tailRows += tail.rows
 			break
 		}
 		if !errors.Is(err, reader.ErrOffsetOutOfRange) || attempt == unionAttempts {
@@ -73,6 +78,7 @@ func (r *unionReader) keyedBucket(ctx context.Context, i int, pos position) erro
 	}
 	defer tail.release()
 	r.tailKeys = max(r.tailKeys, int64(len(tail.last)))
+	r.startTail(ctx, i+1)
 	if pos.offset == 0 && tail.from > 0 {
 		if lr != nil && lr.snap != r.snap {
 			lr.close() // of the snapshot before a refresh
@@ -89,8 +95,65 @@ func (r *unionReader) keyedBucket(ctx context.Context, i int, pos position) erro
 	return r.addLast(ctx, i, tail, max(pos.offset, tail.from))
 }
 
+// tailRead is the changelog tail of the scan's bucket after the current
+// one, read in its own goroutine while the current one's rows go out.
+type tailRead struct {
+	bucket int
+	snap   *lake.Snapshot // the snapshot whose offset the tail starts at
+	cancel context.CancelFunc
+	done   chan struct{}
+	tail   *changeTail
+	err    error
+}
+
+// startTail starts reading the changelog tail of the scan's bucket i, if
+// there is one, after the current snapshot's offset of it.
+func (r *unionReader) startTail(ctx context.Context, i int) {
+	r.closeTail()
+	if i >= len(r.ends) {
+		return
+	}
+	b := r.bucket(i)
+	from := r.lakeOffset(b)
+	end := max(r.ends[i].End, from)
+	ctx, cancel := context.WithCancel(ctx)
+	tr := &tailRead{bucket: i, snap: r.snap, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(tr.done)
+		tr.tail, tr.err = r.readChanges(ctx, b, from, end)
+	}()
+	r.tailAhead = tr
+}
+
+// takeTail returns the tail read ahead when it is of bucket i and of the
+// current snapshot, once read; else nil (and drops the read).
+func (r *unionReader) takeTail(i int) *tailRead {
+	tr := r.tailAhead
+	if tr == nil || tr.bucket != i || tr.snap != r.snap {
+		r.closeTail()
+		return nil
+	}
+	r.tailAhead = nil
+	<-tr.done
+	tr.cancel()
+	return tr
+}
+
+// closeTail stops the tail read ahead, if any, and drops what it read.
+func (r *unionReader) closeTail() {
+	if tr := r.tailAhead; tr != nil {
+		tr.cancel()
+		<-tr.done
+		if tr.tail != nil {
+			tr.tail.release()
+		}
+		r.tailAhead = nil
+	}
+}
+
 // readChanges reads the changelog of b in [from, end): every key's last
-// change, and the records themselves while they fit tailKeepBytes.
+// change, and the records themselves while they fit tailKeepBytes. It
+// touches nothing of r but what reads share (it runs ahead, startTail).
 func (r *unionReader) readChanges(ctx context.Context, b catalog.BucketID, from, end int64) (*changeTail, error) {
 	tail := &changeTail{keys: r.t.Schema.PrimaryKey, from: from, end: end, last: map[string]changePos{}}
 	for off := from; off < end; {
@@ -113,7 +176,7 @@ func (r *unionReader) readChanges(ctx context.Context, b catalog.BucketID, from,
 				tail.release()
 				return nil, fmt.Errorf("readsvc: %s changelog at offset %d: %w", b, rb.BaseOffset, err)
 			}
-			r.tailRows += n
+			tail.rows += n
 			off = rb.BaseOffset + n
 			if off >= end {
 				break
@@ -308,9 +371,10 @@ type changeTail struct {
 	winners []uint64
 	recs    []tailBatch
 	// keptRows and keptBytes are the rows and bytes of recs; spilled:
-	// recs outgrew tailKeepBytes and were dropped.
-	keptRows, keptBytes int64
-	spilled             bool
+	// recs outgrew tailKeepBytes and were dropped; rows are all the
+	// records read.
+	keptRows, keptBytes, rows int64
+	spilled                   bool
 }
 
 // tailBatch is a changelog batch whose first row has offset base.
