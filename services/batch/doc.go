@@ -1,6 +1,8 @@
 // Package batch converts table rows between the encodings clients send and
 // receive — JSON objects and Arrow IPC streams — and Arrow record batches
-// typed by a table's catalog.Schema.
+// typed by a table's catalog.Schema. Values converts single rows between
+// JSON objects and Go values (the values of a primary-key table's rows)
+// with the same rules and errors, for lookups, which need no batch.
 //
 // # Type mapping
 //
