@@ -80,6 +80,9 @@ func (s *Service) ScanStream(ctx context.Context, req *connect.Request[stromv1.S
 	if m == nil {
 		return rpcerr.Invalid("scan: required")
 	}
+	if err := requireTable("scan.", m.GetDatabase(), m.GetTable()); err != nil {
+		return err
+	}
 	return s.scanPages(ctx, m, true, func(page *stromv1.ScanResponse) error {
 		return stream.Send(&stromv1.ScanStreamResponse{Page: page})
 	})

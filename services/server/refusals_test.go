@@ -62,7 +62,8 @@ func callRPC(t *testing.T, addr, rpc, body string) error {
 	if svc == "ClusterService" {
 		pkg = "strom.cluster.v1"
 	}
-	return rawCall(addr, "/"+pkg+"."+svc+"/"+method, rpc == "ReadService.Subscribe", []byte(body), http.DefaultClient, connect.WithCodec(rawCodec{"json"}))
+	stream := rpc == "ReadService.Subscribe" || rpc == "ReadService.ScanStream"
+	return rawCall(addr, "/"+pkg+"."+svc+"/"+method, stream, []byte(body), http.DefaultClient, connect.WithCodec(rawCodec{"json"}))
 }
 
 // rowKeys returns the sorted keys of each JSON row.
@@ -108,7 +109,7 @@ func TestColumnsProject(t *testing.T) {
 		}
 	}
 	slices.Sort(takes)
-	if got := strings.Join(takes, " "); got != "ReadService.Fetch ReadService.Scan ReadService.Subscribe" {
+	if got := strings.Join(takes, " "); got != "ReadService.Fetch ReadService.Scan ReadService.ScanStream ReadService.Subscribe" {
 		t.Fatalf("RPCs taking columns: %s; test each here", got)
 	}
 
@@ -174,6 +175,25 @@ func TestColumnsProject(t *testing.T) {
 		}
 	}
 	stream.Close()
+	// ScanStream's pages.
+	scan, err := stromv1connect.NewReadServiceClient(http.DefaultClient, base).ScanStream(context.Background(),
+		connect.NewRequest(&stromv1.ScanStreamRequest{Scan: &stromv1.ScanRequest{Database: "r", Table: "kv", Columns: []string{"b", "id"}, PageSize: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := 0
+	for scan.Receive() {
+		pages++
+		for _, r := range scan.Msg().GetPage().GetRows() {
+			if got := strings.Join(slices.Sorted(maps.Keys(r.AsMap())), ","); got != "b,id" {
+				t.Errorf("scan stream row has columns %s", got)
+			}
+		}
+	}
+	if err := scan.Err(); err != nil || pages != 2 {
+		t.Errorf("scan stream: %d pages, %v; want 2", pages, err)
+	}
+	scan.Close()
 
 	// Unknown and repeated columns, for every table kind and path.
 	for _, tc := range []struct{ rpc, body, want string }{
@@ -184,6 +204,8 @@ func TestColumnsProject(t *testing.T) {
 		{"ReadService.Fetch", `{"database":"r","table":"lg","columns":["nope"]}`, `unknown column "nope" in table r.lg; its columns are id, a, b`},
 		{"ReadService.Fetch", `{"database":"r","table":"kv","columns":["nope"]}`, `unknown column "nope"`},
 		{"ReadService.Subscribe", `{"fetch":{"database":"r","table":"lg","columns":["a","nope"]}}`, `unknown column "nope"`},
+		{"ReadService.ScanStream", `{"scan":{"database":"r","table":"kv","columns":["a","nope"]}}`, `unknown column "nope" in table r.kv`},
+		{"ReadService.ScanStream", `{"scan":{"database":"r","table":"lg","union":true,"columns":["a","a"]}}`, `column "a" named twice`},
 	} {
 		err := callRPC(t, base, tc.rpc, tc.body)
 		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), tc.want) {
@@ -221,9 +243,11 @@ func TestRequiredFields(t *testing.T) {
 		"ReadService.Lookup":       append(table("table"), step{`{"database":"r","table":"kv","keys":[]}`, "keys: name at least one key"}),
 		"ReadService.PrefixLookup": table("table"),
 		"ReadService.Scan":         table("table"),
-		"ReadService.Count":        table("table"),
-		"WriteService.Append":      append(table("table"), step{`{"database":"r","table":"lg","rows":[]}`, "no rows: send rows (JSON objects) or arrow_ipc"}),
-		"WriteService.Upsert":      append(table("table"), step{`{"database":"r","table":"kv","rows":[]}`, "no rows: send rows (JSON objects) or arrow_ipc"}),
+		"ReadService.ScanStream": {{`{}`, "scan: required"}, {`{"scan":{}}`, "scan.database: required"},
+			{`{"scan":{"database":"r"}}`, "scan.table: required"}},
+		"ReadService.Count":   table("table"),
+		"WriteService.Append": append(table("table"), step{`{"database":"r","table":"lg","rows":[]}`, "no rows: send rows (JSON objects) or arrow_ipc"}),
+		"WriteService.Upsert": append(table("table"), step{`{"database":"r","table":"kv","rows":[]}`, "no rows: send rows (JSON objects) or arrow_ipc"}),
 		"WriteService.Delete": append(table("table"),
 			step{`{"database":"r","table":"kv","keys":[]}`, "keys: required: name at least one key"},
 			step{`{"database":"r","table":"kv"}`, "keys: required: name at least one key"}),
