@@ -229,6 +229,11 @@ func (s *Service) scanKV(ctx context.Context, t catalog.Table, m *stromv1.ScanRe
 			if !more {
 				break
 			}
+			// Rows follow in this bucket: a full page need not wait for
+			// the next piece (a Scan reads one page, not two).
+			if err := p.flushFull(ctx); err != nil {
+				return err
+			}
 		}
 		after = nil
 	}
@@ -360,6 +365,16 @@ func (p *pager) add(ctx context.Context, c pageChunk, at func(int64) position) e
 		p.last = at(i - 1)
 	}
 	return nil
+}
+
+// flushFull sends the page if it is full and the limit allows more rows;
+// the caller knows rows follow.
+func (p *pager) flushFull(ctx context.Context) error {
+	if p.n < p.size || p.done() {
+		return nil
+	}
+	next := p.last
+	return p.flush(ctx, &next)
 }
 
 // finish sends the last page: the rows held, or an empty page when no

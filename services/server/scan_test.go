@@ -467,16 +467,18 @@ func TestScanPages(t *testing.T) {
 			req := &stromv1.ScanRequest{Database: "pg", Table: tc.table, Union: tc.union, Format: w.format, PageSize: w.how.pageSize}
 			tc.check(name, readScan(t, ctx, read, req, w.how.mode), w.format)
 		}
-		// A limit spans pages.
-		req := &stromv1.ScanRequest{Database: "pg", Table: tc.table, Union: tc.union, PageSize: 300, Limit: 1000}
-		for _, mode := range []scanMode{scanStream, scanPaged} {
-			var got int64
-			pages := readScan(t, ctx, read, req, mode)
-			for _, p := range pages {
-				got += int64(len(p.GetRows()))
-			}
-			if got != 1000 || len(pages) != 4 {
-				t.Fatalf("%s union %v, limit 1000 in pages of 300 (%s): %d rows in %d pages", tc.table, tc.union, mode, got, len(pages))
+		// A limit spans pages; the page that reaches it is the last.
+		for _, size := range []int32{300, 250} {
+			req := &stromv1.ScanRequest{Database: "pg", Table: tc.table, Union: tc.union, PageSize: size, Limit: 1000}
+			for _, mode := range []scanMode{scanStream, scanPaged} {
+				var got int64
+				pages := readScan(t, ctx, read, req, mode)
+				for _, p := range pages {
+					got += int64(len(p.GetRows()))
+				}
+				if got != 1000 || len(pages) != 4 {
+					t.Fatalf("%s union %v, limit 1000 in pages of %d (%s): %d rows in %d pages", tc.table, tc.union, size, mode, got, len(pages))
+				}
 			}
 		}
 		// A broken stream resumes after its last page.
