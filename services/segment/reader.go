@@ -454,6 +454,25 @@ func decodeChunk(data []byte, meta ColumnMeta, rows int64, mem memory.Allocator)
 	if !bytes.HasSuffix(data, eos[:]) {
 		return nil, field, fmt.Errorf("%w chunk: no end-of-stream marker", ErrCorrupt)
 	}
+	if col, f, err := decodeFlatChunk(data, rows); !errors.Is(err, errSlowPath) {
+		switch {
+		case err != nil:
+			return nil, f, err
+		case f.Name != meta.Name:
+			col.Release()
+			return nil, f, fmt.Errorf("%w chunk: stores column %q, index says %q", ErrCorrupt, f.Name, meta.Name)
+		case int64(col.NullN()) != meta.NullCount:
+			n := col.NullN()
+			col.Release()
+			return nil, f, fmt.Errorf("%w chunk: %d nulls, index says %d", ErrCorrupt, n, meta.NullCount)
+		}
+		return col, f, nil
+	}
+	// arrow-go trusts the metadata (a forged vector length makes it
+	// allocate without bound): check it first.
+	if err := batch.CheckIPC(data, int64(len(data))); err != nil {
+		return nil, field, fmt.Errorf("%w chunk: %v", ErrCorrupt, err)
+	}
 	lim := batch.NewBudgetAllocator(mem, maxDecodedBase+64*int64(len(data)))
 	defer func() {
 		if p := recover(); p != nil {

@@ -227,7 +227,7 @@ func appendSection(out []byte, s *Section, cw *chunkWriters) ([]byte, SectionInf
 			}
 			pos := len(out)
 			var err error
-			out, err = cw.append(out, s.Codec, f, col)
+			out, err = appendChunk(out, s.Codec, f, col, cw)
 			if err != nil {
 				return nil, info, bad("batch %d column %q: %v", bi, f.Name, err)
 			}
