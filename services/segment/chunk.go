@@ -422,4 +422,3 @@ func decodeBuffer(b []byte, compression int) ([]byte, error) {
 	}
 	return out, nil
 }
-
