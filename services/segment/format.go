@@ -1,11 +1,13 @@
 package segment
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,7 +23,10 @@ const FormatVersion uint16 = 1
 // encoding starts with its version byte, because a reader of one bucket reads
 // the section index without the object header.
 const (
-	sectionIndexVersion byte = 1
+	// sectionIndexVersion 2 stores the chunks column by column (every
+	// chunk of the section's first column, batch by batch, then the next
+	// column's); version 1, which readers still accept, batch by batch.
+	sectionIndexVersion byte = 2
 	objectFooterVersion byte = 1
 )
 
@@ -341,7 +346,7 @@ func (d *dec) done() {
 // ---- section index ----
 
 // encodeSectionIndex appends the index of s (whose Batches and their
-// Columns are complete, Offsets contiguous from 0) to dst.
+// Columns are complete, chunks stored in columnOrder) to dst.
 func encodeSectionIndex(dst []byte, s *SectionIndex) []byte {
 	e := enc{b: dst}
 	e.byte1(sectionIndexVersion)
@@ -419,8 +424,9 @@ func DecodeSectionIndexTail(tail []byte, sectionLen int64) (SectionIndex, error)
 func decodeSectionIndexBody(idx []byte, chunkArea int64) (SectionIndex, error) {
 	d := dec{b: idx, what: "section index"}
 	var s SectionIndex
-	if v := d.byte1("version"); d.err == nil && v != sectionIndexVersion {
-		d.fail("unsupported version %d (want %d)", v, sectionIndexVersion)
+	version := d.byte1("version")
+	if d.err == nil && version != 1 && version != 2 {
+		d.fail("unsupported version %d (want 1 or %d)", version, sectionIndexVersion)
 	}
 	s.Codec = Codec(d.byte1("codec"))
 	if d.err == nil && !s.Codec.valid() {
@@ -496,6 +502,7 @@ func decodeSectionIndexBody(idx []byte, chunkArea int64) (SectionIndex, error) {
 			case c.Name == "":
 				d.fail("batch %d column %d: empty name", i, j)
 			case c.Length <= 0 || c.Length > chunkArea-pos:
+				// pos is the sum of the lengths so far, in either order.
 				d.fail("batch %d column %q: chunk [%d, +%d) outside the %d chunk bytes", i, c.Name, pos, c.Length, chunkArea)
 			case c.NullCount > b.RowCount:
 				d.fail("batch %d column %q: null count %d exceeds row count %d", i, c.Name, c.NullCount, b.RowCount)
@@ -514,6 +521,9 @@ func decodeSectionIndexBody(idx []byte, chunkArea int64) (SectionIndex, error) {
 		s.Batches = append(s.Batches, b)
 	}
 	d.done()
+	if d.err == nil && version == 2 {
+		columnMajorOffsets(s.Batches)
+	}
 	if d.err == nil {
 		switch {
 		case next != s.EndOffset:
@@ -529,6 +539,51 @@ func decodeSectionIndexBody(idx []byte, chunkArea int64) (SectionIndex, error) {
 	}
 	s.IndexOffset = chunkArea
 	return s, nil
+}
+
+// columnOrder returns the names of the columns of batches in the order a
+// version 2 section stores them: by first appearance, batch by batch.
+func columnOrder(batches []BatchMeta) []string {
+	var names []string
+	seen := map[string]bool{}
+	for i := range batches {
+		for _, c := range batches[i].Columns {
+			if !seen[c.Name] {
+				seen[c.Name] = true
+				names = append(names, c.Name)
+			}
+		}
+	}
+	return names
+}
+
+// columnMajorOffsets sets the chunk offsets of a version 2 section: the
+// chunks of the first column of columnOrder, batch by batch, then those of
+// the next.
+func columnMajorOffsets(batches []BatchMeta) {
+	rank := map[string]int{}
+	for _, name := range columnOrder(batches) {
+		rank[name] = len(rank)
+	}
+	type ref struct{ rank, batch, col int }
+	var refs []ref
+	for i := range batches {
+		for j, c := range batches[i].Columns {
+			refs = append(refs, ref{rank[c.Name], i, j})
+		}
+	}
+	slices.SortFunc(refs, func(a, b ref) int {
+		if a.rank != b.rank {
+			return cmp.Compare(a.rank, b.rank)
+		}
+		return cmp.Compare(a.batch, b.batch)
+	})
+	pos := int64(0)
+	for _, r := range refs {
+		c := &batches[r.batch].Columns[r.col]
+		c.Offset = pos
+		pos += c.Length
+	}
 }
 
 // ---- object footer ----

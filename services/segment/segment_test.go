@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -246,11 +247,17 @@ func TestProjectionFetchesOnlyItsChunks(t *testing.T) {
 	if co.Gets != 3 || full.Gets != 2+60 {
 		t.Errorf("GETs: coalesced %d (want 3), uncoalesced %d (want 62)", co.Gets, full.Gets)
 	}
-	// i00 and i02 are one ~10 KB chunk apart: one GET per batch (the
-	// batches themselves are ~200 KB apart).
+	// Chunks are stored column by column: the chunks of i00 in the three
+	// batches are contiguous, so are those of i01, and the two columns are
+	// neighbours: one GET for both, whatever the number of batches.
+	adjacent := read([]string{"i00", "i01"}, segment.DefaultCoalesceGap)
+	if adjacent.Gets != 2+1 {
+		t.Errorf("2 adjacent columns of 3 batches: %d GETs, want 3 (trailer, index, one range)", adjacent.Gets)
+	}
+	// i00 and i02 lie i01's three chunks (~40 KB) apart: one GET each.
 	two := read([]string{"i00", "i02"}, segment.DefaultCoalesceGap)
 	twoApart := read([]string{"i00", "i02"}, -1)
-	if two.Gets != 2+3 || twoApart.Gets != 2+6 || two.ChunkBytes != twoApart.ChunkBytes {
+	if two.Gets != 2+2 || twoApart.Gets != 2+6 || two.ChunkBytes != twoApart.ChunkBytes {
 		t.Errorf("2 columns of 3 batches: %+v coalesced, %+v not", two, twoApart)
 	}
 	// Default tail: a section under 64 KiB comes in one GET.
@@ -684,5 +691,52 @@ func TestObjstoreFS(t *testing.T) {
 	}
 	if _, _, err := segment.ReadSection(ctx, fs, "missing", 10, 100, segment.ReadOptions{}); !objstore.IsNotExist(err) {
 		t.Errorf("missing object: %v", err)
+	}
+}
+
+// TestReadsFormatVersion1 reads an object written by the version 1 encoder
+// (chunks batch by batch; testdata/v1-object.seg, written before version 2
+// existed from the sections below): existing data stays readable.
+func TestReadsFormatVersion1(t *testing.T) {
+	obj, err := os.ReadFile("testdata/v1-object.seg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := memory.NewGoAllocator()
+	secs := []segment.Section{
+		makeSection(t, mem, allTypes, 3, "", 0, segment.CodecZstd, 0, 3, 17),
+		makeSection(t, mem, allTypes, 7, "p", 1, segment.CodecLZ4, 40, 2, 9),
+	}
+	defer releaseSections(secs)
+	metas, err := segment.DecodeObjectFooter(obj)
+	if err != nil || len(metas) != 2 {
+		t.Fatalf("footer: %v, %v", metas, err)
+	}
+	r := &memReader{data: obj}
+	for i, m := range metas {
+		sec := secs[i]
+		if m.TableID != sec.TableID || m.Bucket != sec.Bucket {
+			t.Fatalf("section %d is %+v", i, m)
+		}
+		for _, cols := range [][]string{nil, {"s", "id"}, {"tsz"}} {
+			got, _, err := segment.ReadSection(ctx, r, "v1", m.ByteOffset, m.ByteLength, segment.ReadOptions{Schema: allTypes, Columns: cols})
+			if err != nil {
+				t.Fatalf("section %d columns %v: %v", i, cols, err)
+			}
+			if len(got) != len(sec.Batches) {
+				t.Fatalf("section %d: %d batches, want %d", i, len(got), len(sec.Batches))
+			}
+			for j, b := range got {
+				want := sec.Batches[j].Record
+				if cols != nil {
+					want = projectRecord(want, cols...)
+					defer want.Release()
+				}
+				if !array.RecordEqual(b.Record, want) {
+					t.Errorf("section %d batch %d columns %v differ", i, j, cols)
+				}
+			}
+			releaseBatches(got)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -112,15 +113,13 @@ func Encode(sections []Section) ([]byte, []SectionInfo, error) {
 	out = append(out, Magic...)
 	out = binary.LittleEndian.AppendUint16(out, FormatVersion)
 
-	cw := chunkWriterPool.Get().(*chunkWriters)
-	defer putChunkWriters(cw)
 	infos := make([]SectionInfo, len(sections))
 	metas := make([]SectionMeta, 0, len(sections))
 	for _, i := range order {
 		start := int64(len(out))
 		var err error
 		var info SectionInfo
-		out, info, err = appendSection(out, &sections[i], cw)
+		out, info, err = appendSection(out, &sections[i])
 		if err != nil {
 			return nil, nil, err
 		}
@@ -161,7 +160,9 @@ func estimateSize(sections []Section) int {
 }
 
 // appendSection appends the column chunks, index and trailer of s to out.
-func appendSection(out []byte, s *Section, cw *chunkWriters) ([]byte, SectionInfo, error) {
+// The chunks are stored column by column (columnOrder), each column's
+// chunks encoded on a goroutine of their own, up to GOMAXPROCS at once.
+func appendSection(out []byte, s *Section) ([]byte, SectionInfo, error) {
 	info := SectionInfo{TableID: s.TableID, Partition: s.Partition, Bucket: s.Bucket}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: table %d partition %q bucket %d: %s", ErrInvalidSection, s.TableID, s.Partition, s.Bucket, fmt.Sprintf(format, args...))
@@ -172,7 +173,6 @@ func appendSection(out []byte, s *Section, cw *chunkWriters) ([]byte, SectionInf
 	if len(s.Batches) == 0 {
 		return nil, info, bad("no batches")
 	}
-	start := len(out)
 	idx := SectionIndex{
 		TableID: s.TableID, Partition: s.Partition, Bucket: s.Bucket, Codec: s.Codec,
 		BaseOffset: s.Batches[0].BaseOffset,
@@ -221,31 +221,42 @@ func appendSection(out []byte, s *Section, cw *chunkWriters) ([]byte, SectionInf
 					return nil, info, bad("batch %d: duplicate column %q", bi, f.Name)
 				}
 			}
-			col := b.Record.Column(ci)
-			if int64(col.Len()) != rows {
+			if col := b.Record.Column(ci); int64(col.Len()) != rows {
 				return nil, info, bad("batch %d: column %q has %d rows, the record %d", bi, f.Name, col.Len(), rows)
 			}
-			pos := len(out)
-			var err error
-			out, err = appendChunk(out, s.Codec, f, col, cw)
-			if err != nil {
-				return nil, info, bad("batch %d column %q: %v", bi, f.Name, err)
-			}
-			cm := ColumnMeta{
-				Name:      f.Name,
-				Offset:    int64(pos - start),
-				Length:    int64(len(out) - pos),
-				CRC:       crc32c(out[pos:]),
-				NullCount: int64(col.NullN()),
-			}
-			cm.Min, cm.Max, cm.HasStats = columnStats(col)
-			bm.Columns[ci] = cm
+			bm.Columns[ci] = ColumnMeta{Name: f.Name}
 		}
 		idx.Batches[bi] = bm
 		next += rows
 	}
 	idx.RowCount = next - idx.BaseOffset
 	idx.EndOffset = next
+
+	// Encode each column's chunks, columns in parallel.
+	order := columnOrder(idx.Batches)
+	chunks := make([][]byte, len(order))
+	errs := make([]error, len(order))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for k, name := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			chunks[k], errs[k] = encodeColumn(s, idx.Batches, name)
+		}()
+	}
+	wg.Wait()
+	for k, err := range errs {
+		if err != nil {
+			return nil, info, bad("column %q: %v", order[k], err)
+		}
+	}
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	columnMajorOffsets(idx.Batches)
+
 	idxStart := len(out)
 	out = encodeSectionIndex(out, &idx)
 	body := out[idxStart:]
@@ -257,6 +268,33 @@ func appendSection(out []byte, s *Section, cw *chunkWriters) ([]byte, SectionInf
 	info.BaseOffset, info.EndOffset, info.RowCount = idx.BaseOffset, idx.EndOffset, idx.RowCount
 	info.MinTimestamp, info.MaxTimestamp = idx.MinTimestamp, idx.MaxTimestamp
 	return out, info, nil
+}
+
+// encodeColumn returns the chunks of column name of every batch of s that
+// has it, in batch order, filling in their entries of batches (the length,
+// CRC, null count and statistics).
+func encodeColumn(s *Section, batches []BatchMeta, name string) ([]byte, error) {
+	cw := chunkWriterPool.Get().(*chunkWriters)
+	defer putChunkWriters(cw)
+	var out []byte
+	for bi, b := range s.Batches {
+		ci := b.Record.Schema().FieldIndices(name)
+		if len(ci) == 0 {
+			continue
+		}
+		f, col := b.Record.Schema().Field(ci[0]), b.Record.Column(ci[0])
+		pos := len(out)
+		var err error
+		if out, err = appendChunk(out, s.Codec, f, col, cw); err != nil {
+			return nil, fmt.Errorf("batch %d: %w", bi, err)
+		}
+		cm := &batches[bi].Columns[ci[0]]
+		cm.Length = int64(len(out) - pos)
+		cm.CRC = crc32c(out[pos:])
+		cm.NullCount = int64(col.NullN())
+		cm.Min, cm.Max, cm.HasStats = columnStats(col)
+	}
+	return out, nil
 }
 
 // chunkWriters keeps one ipc.Writer per (codec, field), pooled across
