@@ -113,6 +113,9 @@ type HTTPConfig struct {
 	// Per-client limits (limits.go).
 	RateLimit      float64 `yaml:"rate_limit"`
 	RateLimitBurst int     `yaml:"rate_limit_burst"`
+	// PprofEnabled serves Go's runtime profiles under /debug/pprof/
+	// (pprof.go).
+	PprofEnabled bool `yaml:"pprof_enabled"`
 }
 
 // Catalog backends.
@@ -159,6 +162,7 @@ func (c *HTTPConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.DurationVar(&c.GracefulShutdownTimeout, prefix+"graceful-shutdown-timeout", 30*time.Second, "How long a SIGTERM drain may take: hand the buckets over (flush, commit, release the leases), then finish in-flight requests.")
 	f.IntVar(&c.MaxRequestBytes, prefix+"max-request-bytes", 64<<20, "Largest accepted request message, in bytes.")
 	f.StringVar(&c.InternalTokenFile, prefix+"internal-token-file", "", "File holding the shared secret of the internal port (one line, at least 16 bytes: strom token generate). Frontends send it with forwarded calls and refuse calls without it, so every frontend must read the same file. Empty: the internal port accepts any caller.")
+	f.BoolVar(&c.PprofEnabled, prefix+"pprof-enabled", false, "Serve Go's runtime profiles (CPU, heap, goroutines) under /debug/pprof/ on the API port; with authentication on, to tokens with admin on \"*\" only.")
 	c.registerTLSFlags(prefix, f)
 	c.registerLimitFlags(prefix, f)
 }

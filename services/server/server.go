@@ -250,6 +250,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 	}
 	mux.Handle(stromv1connect.NewReadServiceHandler(readsvc.New(store, store, rd, router, lk, logger, readsvc.OnScan(newScanMetrics(reg).onScan)), opts...))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if cfg.Server.PprofEnabled {
+		s.registerPprof(mux)
+	}
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
