@@ -169,7 +169,7 @@ func newBenchEnv(b *testing.B, extra ...string) *benchEnv {
 	viaProxy := s3ep
 	viaProxy.Endpoint = proxy.url
 	args := append([]string{"-catalog.backend", "postgres", "-catalog.postgres.url", testenv.Postgres(b),
-		"-data-dir", filepath.Join(dir, "data"), "-log.level", "warn"}, s3Args(viaProxy)...)
+		"-data-dir", filepath.Join(dir, "data"), "-log.level", "warn", "-server.pprof-enabled"}, s3Args(viaProxy)...)
 	p := startServer(b, dir, append(args, extra...)...)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, DisableCompression: true}}
 	b.Cleanup(hc.CloseIdleConnections)
@@ -409,10 +409,20 @@ func BenchmarkIngest(b *testing.B) {
 	puts = append(puts, rawPut(b, viaProxy, e.s3, "8MiB-x4", "proxy", 4, benchSegment, total))
 
 	before := e.proxy.counts()
+	cpu0 := processCPU(b, e.p)
 	b.ResetTimer()
 	r := e.ingest(b, "ingest", batches, writers, total)
 	b.StopTimer()
+	cpu := processCPU(b, e.p) - cpu0
 	st := e.proxy.counts().Sub(before)
+	// A CPU profile of the same load, separately, so that profiling does
+	// not weigh on the measured run.
+	prof := cpuProfile(b, e.p, e.outDir, "ingest", 3*time.Second, func() {
+		deadline := time.Now().Add(3 * time.Second)
+		for i := 0; i < 100 && time.Now().Before(deadline); i++ { // bounded; the profile window ends it
+			e.ingest(b, "ingest", batches, writers, 32<<20)
+		}
+	})
 
 	puts = append(puts, rawPut(b, viaProxy, e.s3, "8MiB-serial", "proxy", 1, benchSegment, total))
 	puts = append(puts, rawPut(b, viaProxy, e.s3, "8MiB-x4", "proxy", 4, benchSegment, total))
@@ -443,6 +453,7 @@ func BenchmarkIngest(b *testing.B) {
 		Ack: bench.Summarize(r.acks), ObjStore: st,
 		PutsPerGiB: float64(st.Puts) / gib, GetsPerGiB: float64(st.Gets) / gib, OtherPerGiB: float64(st.Other) / gib,
 		RawPuts: puts, RawPutMBps: rawMBps, RawPutBestMB: best,
+		StromCPUSeconds: cpu, CPUSecondsPerGB: cpu / (float64(r.bytes) / 1e9), Profile: prof,
 	}
 	if st.Puts > 0 {
 		res.AvgPutBytes = float64(st.PutBytes) / float64(st.Puts)
@@ -457,8 +468,9 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(res.RowsPerSec, "rows/s")
 	b.ReportMetric(res.Ratio, "x-raw-put")
 	b.ReportMetric(res.PutsPerGiB, "puts/GiB")
-	b.Logf("ingest %.1f MB/s %.0f rows/s; raw PUT %.1f MB/s (best %.1f); ratio %.2f; ack p50 %.1fms p99 %.1fms; %d PUTs avg %.0f B, %d GETs, %d other",
-		res.MBps, res.RowsPerSec, rawMBps, best, res.Ratio, res.Ack.P50, res.Ack.P99, st.Puts, res.AvgPutBytes, st.Gets, st.Other)
+	b.ReportMetric(res.CPUSecondsPerGB, "strom-cpu-s/GB")
+	b.Logf("ingest %.1f MB/s %.0f rows/s; raw PUT %.1f MB/s (best %.1f); ratio %.2f; strom %.1f CPU-s/GB; ack p50 %.1fms p99 %.1fms; %d PUTs avg %.0f B, %d GETs, %d other",
+		res.MBps, res.RowsPerSec, rawMBps, best, res.Ratio, res.CPUSecondsPerGB, res.Ack.P50, res.Ack.P99, st.Puts, res.AvgPutBytes, st.Gets, st.Other)
 }
 
 // ---- latency ----
@@ -705,6 +717,13 @@ func BenchmarkColumnPruning(b *testing.B) {
 	b.StopTimer()
 
 	res := bench.Pruning{Env: bench.NewEnv(), Columns: benchColumns, Rows: in.rows, IngestBytes: in.bytes, StoredBytes: stored.PutBytes, Segments: stored.Puts}
+	res.Profile = cpuProfile(b, e.p, e.outDir, "pruning", 3*time.Second, func() {
+		deadline := time.Now().Add(3 * time.Second)
+		for i := 0; i < 100 && time.Now().Before(deadline); i++ { // bounded; the profile window ends it
+			e.readAll(b, e.read, "wide", nil)
+			e.readAll(b, e.read, "wide", names[:2])
+		}
+	})
 	for _, k := range widths {
 		ss := samples[k]
 		slices.SortFunc(ss, func(a, b sample) int { return int(a.el - b.el) })

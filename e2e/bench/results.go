@@ -131,6 +131,26 @@ type Ingest struct {
 	Ratio        float64     `json:"ratio"`            // MBps / RawPutMBps
 	RawPutBestMB float64     `json:"raw_put_best_mb_per_s"`
 	RatioBest    float64     `json:"ratio_best"`
+	// StromCPUSeconds is the CPU the strom process used during the
+	// measured run; CPUSecondsPerGB per GB (1e9 bytes) of Arrow ingested.
+	StromCPUSeconds float64 `json:"strom_cpu_seconds"`
+	CPUSecondsPerGB float64 `json:"strom_cpu_seconds_per_gb"`
+	Profile         Profile `json:"profile"`
+}
+
+// Profile is a CPU profile of the strom process taken during a benchmark:
+// its file (next to the results) and its top entries by flat time.
+type Profile struct {
+	File    string         `json:"file"`
+	Seconds float64        `json:"seconds"`
+	Top     []ProfileEntry `json:"top"`
+}
+
+// ProfileEntry is one function of a profile's top list.
+type ProfileEntry struct {
+	Func    string  `json:"func"`
+	FlatPct float64 `json:"flat_pct"`
+	CumPct  float64 `json:"cum_pct"`
 }
 
 // LatencyRun is one latency distribution.
@@ -173,6 +193,7 @@ type Pruning struct {
 	StoredBytes int64      `json:"stored_bytes"` // object bytes PUT
 	Segments    int64      `json:"segments"`
 	Runs        []PruneRun `json:"runs"`
+	Profile     Profile    `json:"profile"` // during full reads of every column
 }
 
 // Takeover summarises strom_bucket_takeover_duration_seconds as the

@@ -62,8 +62,10 @@ func render(dir string) error {
 		fmt.Fprintf(&md, "| best raw PUT run | %.1f MB/s (ratio %.2f) |\n", ing.RawPutBestMB, ing.RatioBest)
 		fmt.Fprintf(&md, "| ack latency p50 / p90 / p99 / max | %.0f / %.0f / %.0f / %.0f ms |\n", ing.Ack.P50, ing.Ack.P90, ing.Ack.P99, ing.Ack.Max)
 		fmt.Fprintf(&md, "| segment objects PUT | %d, avg %s |\n", ing.ObjStore.Puts, mib(ing.AvgPutBytes))
-		fmt.Fprintf(&md, "| stored bytes / Arrow bytes | %.2f |\n", ing.StoredRatio)
-		fmt.Fprintf(&md, "| object-store requests per GiB ingested | %.0f PUT, %.0f GET, %.0f other |\n\n", ing.PutsPerGiB, ing.GetsPerGiB, ing.OtherPerGiB)
+		fmt.Fprintf(&md, "| stored bytes / Arrow bytes (goal ≤ 0.6) | %.2f |\n", ing.StoredRatio)
+		fmt.Fprintf(&md, "| strom CPU (/proc) | %.1f s, **%.1f CPU-s per GB** (goal ≤ 10) |\n", ing.StromCPUSeconds, ing.CPUSecondsPerGB)
+		fmt.Fprintf(&md, "| object-store requests per GiB ingested (goal ≤ 150 PUT) | %.0f PUT, %.0f GET, %.0f other |\n\n", ing.PutsPerGiB, ing.GetsPerGiB, ing.OtherPerGiB)
+		writeProfile(&md, "the ingest load", ing.Profile)
 		md.WriteString("Raw S3 PUT runs (the same total bytes, to the same versitygw, in the same process):\n\n")
 		md.WriteString("| run | via | concurrency | object size | objects | seconds | MB/s | strom / this |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, p := range ing.RawPuts {
@@ -124,7 +126,18 @@ func render(dir string) error {
 			secs = append(secs, r.Seconds)
 			mbs = append(mbs, float64(r.ObjGetBytes)/(1<<20))
 		}
-		md.WriteString("\n![object-store bytes read](pruning_bytes.png)\n\n![read time](pruning_time.png)\n\n")
+		md.WriteString("\n")
+		if len(pr.Runs) >= 5 {
+			all := pr.Runs[4]
+			md.WriteString("| columns | time_k / time_20 | bytes_k / bytes_20 | time ratio / bytes ratio (goal ≤ 1.15) | GETs vs all (goal ≤ 1) |\n|---:|---:|---:|---:|---:|\n")
+			for _, r := range pr.Runs[1:4] {
+				tr := r.Seconds / all.Seconds
+				fmt.Fprintf(&md, "| %d/%d | %.3f | %.3f | %.2f | %.2f |\n", r.Columns, pr.Columns, tr, r.BytesVsAll, tr/r.BytesVsAll, float64(r.ObjGets)/float64(all.ObjGets))
+			}
+			md.WriteString("\n")
+		}
+		writeProfile(&md, "full and 2-column reads", pr.Profile)
+		md.WriteString("![object-store bytes read](pruning_bytes.png)\n\n![read time](pruning_time.png)\n\n")
 		if err := savePNG(filepath.Join(dir, "pruning_bytes.png"), barChart(chart{
 			title: "Column pruning: object-store bytes read", ylabel: "MiB", cats: cats, fmt: "%.1f",
 			series: []series{{"MiB read", mbs, palette[0]}},
@@ -590,4 +603,17 @@ func savePNG(path string, img image.Image) error {
 		return err
 	}
 	return f.Close()
+}
+
+// writeProfile renders a CPU profile's top entries.
+func writeProfile(md *strings.Builder, what string, p bench.Profile) {
+	if len(p.Top) == 0 {
+		return
+	}
+	fmt.Fprintf(md, "CPU profile of the strom process during %s (%.0f s, [%s](%s)), top entries by flat time:\n\n", what, p.Seconds, p.File, p.File)
+	md.WriteString("| function | flat % | cum % |\n|---|---:|---:|\n")
+	for _, e := range p.Top[:min(len(p.Top), 15)] {
+		fmt.Fprintf(md, "| `%s` | %.1f | %.1f |\n", e.Func, e.FlatPct, e.CumPct)
+	}
+	md.WriteString("\n")
 }
