@@ -22,42 +22,94 @@ const ObjectPrefix = "segments/"
 type attempt struct {
 	seg     catalog.Segment
 	data    []byte
-	put     bool // the object is in the object store
+	put     bool       // the object is in the object store
+	putDone chan error // the result of the upload started with the attempt; nil: upload when committing
+	gen     uint64     // Writer.flushGen when collected
 	buckets []*bucketState
-	batches [][]*pending // per bucket, a prefix of its batches
+	batches [][]*pending // per bucket, the batches after those of earlier attempts
 	tries   int
 }
+
+// maxFlushesInFlight bounds the flush attempts between their encoding and
+// the end of their commit: while one is uploaded and committed, the next
+// is encoded and uploaded.
+const maxFlushesInFlight = 2
 
 // Run flushes every FlushInterval, or sooner when FlushBytes are pending,
 // until ctx ends; then it flushes what is left (bounded by the commit
 // timeout) and returns.
+//
+// Flushes are pipelined: an attempt is collected and encoded, and its
+// upload started at once, while earlier attempts are still uploading or
+// committing; commits happen strictly in order, one at a time, so a
+// bucket's ranges are committed in offset order under its epoch, as
+// before. At most maxFlushesInFlight attempts are in flight; past that a
+// flush waits for the oldest to finish, then takes everything that
+// accumulated meanwhile (under load, flushes grow instead of queueing).
+// A commit the catalog refuses (fenced, gap, dropped) voids every attempt
+// behind it: their batches are collected again, in order, by the next
+// flush (their objects become orphans, which the janitor deletes).
 func (w *Writer) Run(ctx context.Context) error {
+	queue := make(chan *attempt, maxFlushesInFlight)
+	// Commits outlive ctx for the drain, bounded by the commit timeout.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		for a := range queue {
+			w.finish(pctx, a)
+			<-w.slots
+		}
+	}()
 	t := time.NewTicker(w.cfg.FlushInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return w.drain()
+			close(queue)
+			return w.drain(pctx, cancel, committerDone)
 		case <-t.C:
 		case <-w.kick:
 		}
-		w.flush(ctx)
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		a, err := w.collect()
+		if err != nil {
+			w.logger.Error("flush: encode segment", slog.Any("err", err))
+		}
+		if a == nil {
+			<-w.slots
+			continue
+		}
+		a.putDone = make(chan error, 1)
+		go func() { a.putDone <- w.upload(pctx, a) }()
+		queue <- a // never blocks: the slots bound the queue
 	}
 }
 
-// drain stops accepting writes and commits what is pending.
-func (w *Writer) drain() error {
+// drain stops accepting writes, waits for the flushes in flight, and
+// commits what is pending, within the commit timeout.
+func (w *Writer) drain(ctx context.Context, cancel context.CancelFunc, committerDone <-chan struct{}) error {
 	w.mu.Lock()
 	w.closed = true
 	w.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
-	defer cancel()
+	stop := time.AfterFunc(w.cfg.CommitTimeout, cancel)
+	defer stop.Stop()
+	<-committerDone
 	for ctx.Err() == nil {
-		w.flush(ctx)
+		if a, err := w.collect(); err != nil {
+			w.logger.Error("flush: encode segment", slog.Any("err", err))
+		} else if a != nil {
+			w.finish(ctx, a)
+		}
 		w.mu.Lock()
 		left := w.pendingBytes
 		w.mu.Unlock()
-		if left == 0 && w.retry == nil {
+		if left == 0 {
 			// Everything is committed: the WAL holds nothing to recover.
 			if last := w.lastLSN.Load(); last > 0 {
 				if err := w.log.TruncateBefore(last + 1); err != nil {
@@ -66,27 +118,37 @@ func (w *Writer) drain() error {
 			}
 			return nil
 		}
-		time.Sleep(w.cfg.FlushInterval)
+		if !sleep(ctx, w.cfg.FlushInterval) {
+			break
+		}
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return fmt.Errorf("writer: %d bytes not committed at shutdown (acknowledged `wal` writes stay in the WAL)", w.pendingBytes)
 }
 
-// flush commits one segment object: the retried attempt if the last
-// commit's outcome is unknown, else every bucket's pending batches.
-func (w *Writer) flush(ctx context.Context) {
-	a := w.retry
-	if a == nil {
-		var err error
-		if a, err = w.collect(); err != nil {
-			w.logger.Error("flush: encode segment", slog.Any("err", err))
-			return
-		}
-		if a == nil {
-			return
-		}
+// sleep waits d or until ctx ends, reporting whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
-	w.retry = a
-	a.tries++
+}
+
+// upload PUTs a's object.
+func (w *Writer) upload(ctx context.Context, a *attempt) error {
+	return w.objects.Put(ctx, a.seg.ObjectKey, bytes.NewReader(a.data), int64(len(a.data)))
+}
+
+// finish uploads a (unless its upload is under way or done) and commits
+// it, retrying failed uploads and commits whose outcome is unknown every
+// flush interval, until the commit is accepted, refused, voided by an
+// earlier refusal, or ctx ends.
+func (w *Writer) finish(ctx context.Context, a *attempt) {
 	start := time.Now()
 	report := func(err error) {
 		if w.cfg.OnFlush == nil {
@@ -98,34 +160,62 @@ func (w *Writer) flush(ctx context.Context) {
 		}
 		w.cfg.OnFlush(FlushInfo{Bytes: a.seg.Size, Buckets: len(a.seg.Ranges), Rows: rows, Duration: time.Since(start), Err: err})
 	}
-	if !a.put {
-		if err := w.objects.Put(ctx, a.seg.ObjectKey, bytes.NewReader(a.data), int64(len(a.data))); err != nil {
-			if ctx.Err() == nil {
-				w.logger.Warn("flush: segment upload failed; retrying", slog.String("object", a.seg.ObjectKey), slog.Int("try", a.tries), slog.Any("err", err))
+	for ctx.Err() == nil {
+		w.mu.Lock()
+		void := a.gen != w.flushGen
+		w.mu.Unlock()
+		if void {
+			return // an earlier attempt's commit was refused: collected again
+		}
+		a.tries++
+		if !a.put {
+			var err error
+			if a.putDone != nil {
+				err, a.putDone = <-a.putDone, nil
+			} else {
+				err = w.upload(ctx, a)
 			}
-			report(err)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.logger.Warn("flush: segment upload failed; retrying", slog.String("object", a.seg.ObjectKey), slog.Int("try", a.tries), slog.Any("err", err))
+				}
+				report(err)
+				sleep(ctx, w.cfg.FlushInterval)
+				continue
+			}
+			a.put = true
+		}
+		err := w.store.CommitSegment(ctx, a.seg)
+		if err != nil && a.tries > 1 && w.registered(ctx, a) {
+			// An earlier try of this very commit succeeded but its answer
+			// was lost (the catalog connection broke after the commit).
+			err = nil
+		}
+		report(err)
+		switch {
+		case err == nil:
+			w.committed(a)
+			return
+		case errors.Is(err, catalog.ErrFenced), errors.Is(err, catalog.ErrOffsetGap), errors.Is(err, catalog.ErrNotFound):
+			w.refence(ctx, a, err)
+			w.voidInFlight()
 			return
 		}
-		a.put = true
-	}
-	err := w.store.CommitSegment(ctx, a.seg)
-	if err != nil && a.tries > 1 && w.registered(ctx, a) {
-		// An earlier try of this very commit succeeded but its answer was
-		// lost (the catalog connection broke after the commit).
-		err = nil
-	}
-	report(err)
-	switch {
-	case err == nil:
-		w.retry = nil
-		w.committed(a)
-	case errors.Is(err, catalog.ErrFenced), errors.Is(err, catalog.ErrOffsetGap), errors.Is(err, catalog.ErrNotFound):
-		w.retry = nil
-		w.refence(ctx, a, err)
-	default:
 		if ctx.Err() == nil {
 			w.logger.Warn("flush: segment commit failed; retrying", slog.String("object", a.seg.ObjectKey), slog.Int("try", a.tries), slog.Any("err", err))
 		}
+		sleep(ctx, w.cfg.FlushInterval)
+	}
+}
+
+// voidInFlight voids every attempt in flight after a refused commit: the
+// batches they carry are collected again, in order, by the next flush.
+func (w *Writer) voidInFlight() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.flushGen++
+	for _, bs := range w.buckets {
+		bs.inFlight = 0
 	}
 }
 
@@ -142,8 +232,9 @@ func (w *Writer) collect() (*attempt, error) {
 	var sections []segment.Section
 	var epochs []int64
 	w.mu.Lock()
+	a.gen = w.flushGen
 	for _, bs := range w.buckets {
-		if len(bs.batches) == 0 || bs.lead == nil {
+		if len(bs.batches) == bs.inFlight || bs.lead == nil {
 			continue
 		}
 		if bs.lead.IsFenced() {
@@ -153,7 +244,8 @@ func (w *Writer) collect() (*attempt, error) {
 		if err != nil {
 			codec = segment.CodecZstd
 		}
-		batches := append([]*pending(nil), bs.batches...)
+		batches := append([]*pending(nil), bs.batches[bs.inFlight:]...)
+		bs.inFlight = len(bs.batches)
 		sec := segment.Section{TableID: bs.id.TableID, Partition: bs.id.Partition, Bucket: bs.id.Bucket, Codec: codec}
 		for _, p := range batches {
 			p.rec.Retain() // a fenced bucket's batches may be released meanwhile
@@ -177,6 +269,14 @@ func (w *Writer) collect() (*attempt, error) {
 		}
 	}
 	if err != nil {
+		// Nothing of it will be committed: the next flush takes the
+		// batches again. (Only this goroutine collects, so they are the
+		// last ones counted in flight.)
+		w.mu.Lock()
+		for i, bs := range a.buckets {
+			bs.inFlight -= len(a.batches[i])
+		}
+		w.mu.Unlock()
 		return nil, err
 	}
 	a.data = data
@@ -230,6 +330,7 @@ func (w *Writer) committed(a *attempt) {
 		end := a.seg.Ranges[i].EndOffset
 		if len(bs.batches) >= len(done) && bs.batches[0] == done[0] {
 			bs.batches = bs.batches[len(done):]
+			bs.inFlight -= len(done)
 		}
 		bs.committed = end
 		for _, p := range done {

@@ -163,7 +163,11 @@ type Writer struct {
 	replay       map[catalog.BucketID][]walRecord
 	lastLSN      atomic.Uint64
 
-	retry *attempt // a flush whose commit outcome is unknown, retried first
+	// The flush pipeline (flush.go): slots bounds the attempts between
+	// their encoding and the end of their commit; flushGen (under mu)
+	// changes when a refused commit makes every in-flight attempt void.
+	slots    chan struct{}
+	flushGen uint64
 }
 
 type bucketState struct {
@@ -173,6 +177,7 @@ type bucketState struct {
 	next           int64 // next offset to assign
 	committed      int64 // the catalog's next offset
 	batches        []*pending
+	inFlight       int // how many of batches (a prefix) are in a flush attempt
 	writers        map[string]*writerState
 	kv             *kv.Bucket              // primary-key tables: the bucket's KV state
 	manifest       *kvsnap.Manifest        // the newest KV snapshot taken or restored
@@ -224,6 +229,7 @@ func New(cfg Config, store Store, objects objstore.Bucket, log Log, keeper *leas
 		mem:     memory.DefaultAllocator,
 		kick:    make(chan struct{}, 1),
 		buckets: map[catalog.BucketID]*bucketState{},
+		slots:   make(chan struct{}, maxFlushesInFlight),
 	}
 }
 
