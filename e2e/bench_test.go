@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -392,7 +393,7 @@ func rawPut(b *testing.B, c *s3.Client, ep testenv.S3Endpoint, label, via string
 // S3 server in the same run, before and after.
 func BenchmarkIngest(b *testing.B) {
 	b.ReportAllocs()
-	e := newBenchEnv(b)
+	e := newBenchEnv(b, strings.Fields(os.Getenv("STROM_BENCH_INGEST_ARGS"))...)
 	e.createTable(b, "ingest", 4, wideColumns())
 	batches := wideBatches(b, 8)
 	const writers = 4

@@ -103,4 +103,3 @@ func processCPU(b *testing.B, p *process) float64 {
 	}
 	return st.cpu
 }
-

@@ -38,23 +38,34 @@ import (
 //
 // maxBytes must be positive. A stream without batches yields none.
 // An error that is none of these means s is invalid.
-func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int64) (_ []arrow.RecordBatch, err error) {
+func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int64) ([]arrow.RecordBatch, error) {
+	recs, _, err := DecodeIPCVerbatim(mem, s, data, maxBytes)
+	return recs, err
+}
+
+// DecodeIPCVerbatim is DecodeIPC, also reporting whether data is, as it
+// is, the canonical encoding of its batches for the table: one record
+// batch under exactly the schema ArrowSchema(s) (nullability and time zones
+// included). Such bytes, once decoded and checked, can be stored and
+// forwarded as they came (the WAL, a forwarded write) instead of being
+// encoded again.
+func DecodeIPCVerbatim(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int64) (_ []arrow.RecordBatch, verbatim bool, err error) {
 	as, err := arrowSchema(s)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if maxBytes <= 0 {
-		return nil, fmt.Errorf("batch: DecodeIPC maxBytes %d must be positive", maxBytes)
+		return nil, false, fmt.Errorf("batch: DecodeIPC maxBytes %d must be positive", maxBytes)
 	}
 	if int64(len(data)) > maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), maxBytes)
+		return nil, false, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), maxBytes)
 	}
 	// arrow-go trusts the flatbuffer metadata (vector lengths, offsets,
 	// nesting), and some of what that lets a client make it do cannot be
 	// recovered from (allocating terabytes, endless recursion): check it all
 	// before arrow-go sees it.
 	if err := checkIPC(data, maxBytes); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	lim := NewBudgetAllocator(mem, maxBytes)
 	// classify turns a reader failure into ErrTooLarge if the allocation
@@ -88,7 +99,7 @@ func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int
 	mr := ipc.NewMessageReader(in, ipc.WithAllocator(lim), limit, ipc.WithMetadataSizeLimit(int64(len(data))))
 	rdr, err = ipc.NewReaderFromMessageReader(mr, ipc.WithAllocator(lim))
 	if err != nil { // the reader has released mr
-		return nil, classify(err)
+		return nil, false, classify(err)
 	}
 	defer func() {
 		if rdr != nil {
@@ -96,8 +107,9 @@ func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int
 		}
 	}()
 	if err := CheckSchema(s, rdr.Schema()); err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	verbatim = rdr.Schema().Equal(as)
 	checks := make([]valueCheck, len(s.Columns))
 	for i, c := range s.Columns {
 		checks[i] = newValueCheck(c)
@@ -106,16 +118,16 @@ func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int
 	for rdr.Next() {
 		rec := rdr.RecordBatch()
 		if err := array.ValidateRecordFull(rec); err != nil {
-			return nil, classify(err)
+			return nil, false, classify(err)
 		}
 		n := int(rec.NumRows())
 		for i := range s.Columns {
 			col := rec.Column(i)
 			if col.Len() != n {
-				return nil, classify(fmt.Sprintf("column %q has %d values in a batch of %d rows", s.Columns[i].Name, col.Len(), n))
+				return nil, false, classify(fmt.Sprintf("column %q has %d values in a batch of %d rows", s.Columns[i].Name, col.Len(), n))
 			}
 			if r, reason := checks[i].check(col); reason != "" {
-				return nil, &RowError{Row: row + r, Column: s.Columns[i].Name, Reason: reason}
+				return nil, false, &RowError{Row: row + r, Column: s.Columns[i].Name, Reason: reason}
 			}
 		}
 		cols := make([]arrow.Array, len(s.Columns))
@@ -134,12 +146,12 @@ func DecodeIPC(mem memory.Allocator, s catalog.Schema, data []byte, maxBytes int
 		row += n
 	}
 	if err := rdr.Err(); err != nil {
-		return nil, classify(err)
+		return nil, false, classify(err)
 	}
 	if in.Len() > 0 {
-		return nil, classify(fmt.Sprintf("%d bytes after the end-of-stream marker", in.Len()))
+		return nil, false, classify(fmt.Sprintf("%d bytes after the end-of-stream marker", in.Len()))
 	}
-	return recs, nil
+	return recs, verbatim && len(recs) == 1, nil
 }
 
 // retype returns col's data viewed as type dt (same layout); the caller

@@ -273,3 +273,55 @@ func TestDecodeIPCDecompressionBomb(t *testing.T) {
 	}
 	recs[0].Release()
 }
+
+// TestDecodeIPCVerbatim: only a stream of exactly one batch under the
+// table's own Arrow schema is the canonical encoding of its batch; other
+// valid streams decode the same but are not.
+func TestDecodeIPCVerbatim(t *testing.T) {
+	mem := checkedMem(t)
+	rec, err := batch.FromJSON(mem, allTypes, decodeRows(t, allTypesRows))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Release()
+	encode := func(s *arrow.Schema, recs ...arrow.RecordBatch) []byte {
+		t.Helper()
+		data, err := batch.EncodeIPC(s, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	// The same columns under a schema that differs only in nullability.
+	loose := make([]arrow.Field, rec.Schema().NumFields())
+	for i, f := range rec.Schema().Fields() {
+		f.Nullable = true
+		loose[i] = f
+	}
+	looseRec := array.NewRecordBatch(arrow.NewSchema(loose, nil), rec.Columns(), rec.NumRows())
+	defer looseRec.Release()
+	for name, tc := range map[string]struct {
+		data []byte
+		want bool
+	}{
+		"one batch, table schema":   {encode(rec.Schema(), rec), true},
+		"two batches":               {encode(rec.Schema(), rec, rec), false},
+		"schema nullable elsewhere": {encode(looseRec.Schema(), looseRec), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			recs, verbatim, err := batch.DecodeIPCVerbatim(mem, allTypes, tc.data, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if !identical(rec, r) {
+					t.Errorf("decoded batch differs")
+				}
+				r.Release()
+			}
+			if verbatim != tc.want {
+				t.Errorf("verbatim = %v, want %v", verbatim, tc.want)
+			}
+		})
+	}
+}

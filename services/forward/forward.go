@@ -287,9 +287,12 @@ func (r *Router) writeRemote(ctx context.Context, addr string, w Write, parts []
 	}
 	for _, i := range parts {
 		p := w.Parts[i]
-		data, err := batch.EncodeIPC(p.Record.Schema(), []arrow.RecordBatch{p.Record})
-		if err != nil {
-			return fmt.Errorf("forward: encode part for bucket %s: %w", p.Bucket, err)
+		data := p.IPC // the client's bytes, when they are the batch's encoding
+		if data == nil {
+			var err error
+			if data, err = batch.EncodeIPC(p.Record.Schema(), []arrow.RecordBatch{p.Record}); err != nil {
+				return fmt.Errorf("forward: encode part for bucket %s: %w", p.Bucket, err)
+			}
 		}
 		req.Parts = append(req.Parts, &clusterv1.WritePart{Bucket: bucketToProto(p.Bucket), ArrowIpc: data})
 	}

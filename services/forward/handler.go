@@ -136,11 +136,14 @@ func (h *Handler) Write(ctx context.Context, req *connect.Request[clusterv1.Writ
 		if err := t.ValidatePartition(p.GetBucket().GetPartition()); err != nil {
 			return nil, rpcerr.Invalid(fmt.Sprintf("parts[%d].bucket.%v", i, err))
 		}
-		rec, err := h.decode(schema, p.GetArrowIpc())
+		rec, verbatim, err := h.decode(schema, p.GetArrowIpc())
 		if err != nil {
 			return nil, h.error(ctx, "forwarded write", err)
 		}
 		part := writer.Part{Bucket: bucketFromProto(t.ID, p.GetBucket()), Record: rec}
+		if verbatim && m.GetKind() == clusterv1.WriteKind_WRITE_KIND_APPEND {
+			part.IPC = p.GetArrowIpc()
+		}
 		if err := h.mayServe(ctx, part.Bucket); err != nil {
 			rec.Release()
 			return nil, h.error(ctx, "forwarded write", err)
@@ -175,19 +178,20 @@ func (h *Handler) Write(ctx context.Context, req *connect.Request[clusterv1.Writ
 	return connect.NewResponse(out), nil
 }
 
-// decode reads one part's rows; they must be one non-empty batch.
-func (h *Handler) decode(schema catalog.Schema, data []byte) (arrow.RecordBatch, error) {
-	recs, err := batch.DecodeIPC(h.mem, schema, data, h.maxBytes)
+// decode reads one part's rows; they must be one non-empty batch. verbatim
+// reports that data is that batch's canonical encoding.
+func (h *Handler) decode(schema catalog.Schema, data []byte) (arrow.RecordBatch, bool, error) {
+	recs, verbatim, err := batch.DecodeIPCVerbatim(h.mem, schema, data, h.maxBytes)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(recs) != 1 || recs[0].NumRows() == 0 {
 		for _, r := range recs {
 			r.Release()
 		}
-		return nil, rpcerr.Invalid(fmt.Sprintf("arrow_ipc: want one non-empty batch per part, got %d batches", len(recs)))
+		return nil, false, rpcerr.Invalid(fmt.Sprintf("arrow_ipc: want one non-empty batch per part, got %d batches", len(recs)))
 	}
-	return recs[0], nil
+	return recs[0], verbatim, nil
 }
 
 // Lookup implements ClusterService.

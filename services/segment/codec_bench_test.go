@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,4 +129,44 @@ func BenchmarkChunkCodec(b *testing.B) {
 		b.ReportMetric(float64(stored)/float64(raw), "stored/arrow")
 	})
 	_ = runtime.GOMAXPROCS(0)
+}
+
+// BenchmarkEncodeEvents encodes a section of four 4096-row batches of the
+// benchmark's event data: what one flush of the ingest benchmark holds.
+//
+//	cd services && go test ./segment/ -run '^$' -bench BenchmarkEncodeEvents -benchtime 20x
+func BenchmarkEncodeEvents(b *testing.B) {
+	sec := Section{TableID: 1, Codec: CodecZstd}
+	var raw int64
+	for i := range 4 {
+		rec := eventRecord(uint64(i+1), 4096)
+		defer rec.Release()
+		sec.Batches = append(sec.Batches, Batch{BaseOffset: int64(i * 4096), Timestamp: time.Now(), Record: rec})
+		for _, c := range rec.Columns() {
+			for _, buf := range c.Data().Buffers() {
+				if buf != nil {
+					raw += int64(buf.Len())
+				}
+			}
+		}
+	}
+	b.SetBytes(raw)
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		if _, _, err := Encode([]Section{sec}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// CPU per GB does not depend on how busy the machine is, unlike MB/s.
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/(float64(raw)*float64(b.N)/1e9), "cpu-s/GB")
+}
+
+// cpuTime is the CPU time (user and system) this process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -26,6 +26,11 @@ type Part struct {
 	Bucket catalog.BucketID
 	Record arrow.RecordBatch
 	Ops    []kv.Op
+	// IPC, when set, is Record as the client sent it: a checked Arrow IPC
+	// stream of exactly this one batch under the table's Arrow schema
+	// (batch.DecodeIPCVerbatim). The WAL and a forwarded write carry
+	// these bytes instead of encoding Record again.
+	IPC []byte
 }
 
 // Router assigns rows to buckets: by the hash of the bucket key (for a

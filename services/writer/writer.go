@@ -253,6 +253,10 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 		if p.Ops != nil {
 			continue
 		}
+		if p.IPC != nil { // the client's bytes, checked, are the batch's encoding
+			walIPC[i] = p.IPC
+			continue
+		}
 		data, err := batch.EncodeIPC(p.Record.Schema(), []arrow.RecordBatch{p.Record})
 		if err != nil {
 			return nil, fmt.Errorf("writer: encode batch for the WAL: %w", err)

@@ -1,13 +1,16 @@
 package writer_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/strom-io/strom/catalog"
@@ -305,4 +308,60 @@ func equal(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// captureLog records the payloads appended to the WAL.
+type captureLog struct {
+	*wal.WAL
+	mu       sync.Mutex
+	payloads [][]byte
+}
+
+func (l *captureLog) AppendAsync(payload []byte, done func(uint64, error)) {
+	l.mu.Lock()
+	l.payloads = append(l.payloads, bytes.Clone(payload))
+	l.mu.Unlock()
+	l.WAL.AppendAsync(payload, done)
+}
+
+// TestWALTakesTheClientsBytes: a part that carries the client's checked
+// IPC bytes (Part.IPC) is logged with exactly those bytes, not encoded
+// again, and a restart recovers the batch from them.
+func TestWALTakesTheClientsBytes(t *testing.T) {
+	e := newEnv(t)
+	var cl *captureLog
+	e.wrap = func(w *wal.WAL) writer.Log { cl = &captureLog{WAL: w}; return cl }
+	slow := defaultConfig
+	slow.FlushInterval = time.Hour // nothing commits before the restart
+	slow.CommitTimeout = 100 * time.Millisecond
+	f := e.start(t, "a", "wal-a", slow)
+	p := e.part(t, 1, 7, 8, 9)
+	data, err := batch.EncodeIPC(p.Record.Schema(), []arrow.RecordBatch{p.Record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, verbatim, err := batch.DecodeIPCVerbatim(memory.DefaultAllocator, e.table.Schema, data, 1<<20)
+	if err != nil || !verbatim {
+		t.Fatalf("DecodeIPCVerbatim = %v, %v", verbatim, err)
+	}
+	defer recs[0].Release()
+	client := writer.Part{Bucket: p.Bucket, Record: recs[0], IPC: data}
+	ctx := context.Background()
+	if _, err := f.w.Append(ctx, writer.Request{Table: e.table, Parts: []writer.Part{client}, Durability: writer.WAL}); err != nil {
+		t.Fatal(err)
+	}
+	cl.mu.Lock()
+	if len(cl.payloads) != 1 || !bytes.HasSuffix(cl.payloads[0], data) {
+		t.Fatalf("WAL payloads %d; the record does not end with the client's %d bytes", len(cl.payloads), len(data))
+	}
+	cl.mu.Unlock()
+	_ = f.log.Close() // a crash: nothing committed, the lease held
+	if err := e.store.ReleaseLease(ctx, catalog.Lease{Bucket: p.Bucket, Holder: "a", Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e.wrap = nil
+	g := e.start(t, "a2", "wal-a", defaultConfig)
+	if got := e.ids(t, g, 1); !equal(got, []int64{7, 8, 9}) {
+		t.Fatalf("after restart bucket 1 = %v", got)
+	}
 }

@@ -71,7 +71,7 @@ func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.Appen
 	if _, ok := stromv1.Durability_name[int32(m.GetDurability())]; !ok {
 		return nil, rpcerr.Invalid(fmt.Sprintf("durability: unknown value %d: want DURABILITY_DURABLE or DURABILITY_WAL", m.GetDurability()))
 	}
-	rec, err := s.decode(t, m.GetRows(), m.GetArrowIpc())
+	rec, verbatim, err := s.decode(t, m.GetRows(), m.GetArrowIpc())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "append", err)
 	}
@@ -79,6 +79,11 @@ func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.Appen
 	parts, err := s.router.Route(s.mem, t, rec, m.GetWriterId(), m.GetSequence())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "append", rpcerr.Invalid(err.Error()))
+	}
+	if verbatim && len(parts) == 1 && parts[0].Record == rec {
+		// The request's rows go whole to one bucket: its bytes are the
+		// batch's encoding (the WAL and a forward take them as they are).
+		parts[0].IPC = m.GetArrowIpc()
 	}
 	defer func() {
 		for _, p := range parts {
@@ -112,25 +117,28 @@ func durability(d stromv1.Durability) writer.Durability {
 }
 
 // decode turns the request's rows into one record batch of the table's
-// schema, or an error naming the row and column at fault.
-func (s *Service) decode(t catalog.Table, rows []*structpb.Struct, ipcData []byte) (arrow.RecordBatch, error) {
+// schema, or an error naming the row and column at fault. verbatim reports
+// that ipcData is that batch's canonical encoding (batch.DecodeIPCVerbatim).
+func (s *Service) decode(t catalog.Table, rows []*structpb.Struct, ipcData []byte) (_ arrow.RecordBatch, verbatim bool, _ error) {
 	switch {
 	case len(rows) > 0 && len(ipcData) > 0:
-		return nil, rpcerr.Invalid("send rows or arrow_ipc, not both")
+		return nil, false, rpcerr.Invalid("send rows or arrow_ipc, not both")
 	case len(ipcData) > 0:
-		recs, err := batch.DecodeIPC(s.mem, t.Schema, ipcData, s.maxBytes)
+		recs, verbatim, err := batch.DecodeIPCVerbatim(s.mem, t.Schema, ipcData, s.maxBytes)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return concat(s.mem, recs)
+		rec, err := concat(s.mem, recs)
+		return rec, verbatim, err
 	case len(rows) > 0:
 		maps := make([]map[string]any, len(rows))
 		for i, r := range rows {
 			maps[i] = r.AsMap()
 		}
-		return batch.FromJSON(s.mem, t.Schema, maps)
+		rec, err := batch.FromJSON(s.mem, t.Schema, maps)
+		return rec, false, err
 	default:
-		return nil, rpcerr.Invalid("no rows: send rows (JSON objects) or arrow_ipc")
+		return nil, false, rpcerr.Invalid("no rows: send rows (JSON objects) or arrow_ipc")
 	}
 }
 

@@ -82,7 +82,7 @@ func (s *Service) writeOps(ctx context.Context, t catalog.Table, schema catalog.
 	}
 	decoded := t
 	decoded.Schema = schema
-	rec, err := s.decode(decoded, rows, ipcData)
+	rec, _, err := s.decode(decoded, rows, ipcData) // primary-key parts log their changelog, not the rows
 	if err != nil {
 		return nil, err
 	}
