@@ -51,12 +51,23 @@ type Reader struct {
 	objects segment.RangeReader
 	hub     *notify.Hub
 	mem     memory.Allocator
+	indexes *segment.IndexCache
 }
+
+// IndexCacheBytes bounds the memory of the decoded section indexes a reader
+// keeps (segment.IndexCache): with them, a read of a section already read
+// once fetches only its chunks. An index takes about 130 bytes per column
+// per batch, so 32 MiB hold those of some 10,000 sections of 20 columns.
+const IndexCacheBytes = 32 << 20
 
 // New returns a reader over store and objects, woken by hub.
 func New(store Store, objects segment.RangeReader, hub *notify.Hub) *Reader {
-	return &Reader{store: store, objects: objects, hub: hub, mem: memory.DefaultAllocator}
+	return &Reader{store: store, objects: objects, hub: hub, mem: memory.DefaultAllocator, indexes: segment.NewIndexCache(IndexCacheBytes)}
 }
+
+// IndexCacheStats returns the counters of the reader's section index
+// cache.
+func (r *Reader) IndexCacheStats() segment.IndexCacheStats { return r.indexes.Stats() }
 
 // FetchRequest selects records of one bucket.
 type FetchRequest struct {
@@ -265,6 +276,7 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			defer close(sr.done)
 			sr.batches, sr.st, sr.err = segment.ReadSection(ctx, r.objects, rg.ObjectKey, rg.ByteOffset, rg.ByteLength, segment.ReadOptions{
 				Schema: schema, Columns: req.Columns, FromOffset: max(req.Offset, rg.BaseOffset), MaxBytes: req.MaxBytes, Allocator: r.mem,
+				IndexCache: r.indexes,
 			})
 		}()
 	}

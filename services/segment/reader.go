@@ -77,6 +77,10 @@ type ReadOptions struct {
 	// Allocator allocates the returned arrays (default
 	// memory.DefaultAllocator).
 	Allocator memory.Allocator
+
+	// IndexCache, if set, holds decoded section indexes: a section whose
+	// index it has is read without the GET of its tail.
+	IndexCache *IndexCache
 }
 
 // ReadBatch is one batch read by [ReadSection]. Row i has offset
@@ -135,30 +139,40 @@ func ReadSection(ctx context.Context, r RangeReader, key string, off, length int
 		return nil, st, err
 	}
 
-	// 1. The tail: index, trailer and maybe some chunks.
-	tailLen := min(length, max(opts.TailSize, sectionTrailerLen))
-	tailStart := length - tailLen // relative to the section
-	tail, err := fetch(ctx, r, key, off+tailStart, tailLen, &st)
-	if err != nil {
-		return nil, st, err
-	}
-	idxLen := int64(leUint32(tail[len(tail)-8:]))
-	if need := idxLen + sectionTrailerLen; need > tailLen {
-		if need > length {
-			return nil, st, fmt.Errorf("%w section: index length %d exceeds the section length %d", ErrCorrupt, idxLen, length)
-		}
-		head, err := fetch(ctx, r, key, off+length-need, need-tailLen, &st)
-		if err != nil {
+	// 1. The index: from the cache, or from the tail (index, trailer and
+	// maybe some chunks).
+	ck := indexKey{object: key, offset: off, length: length}
+	var tail []byte
+	tailStart := length // relative to the section: no chunk comes from the tail
+	idxp, cached := opts.IndexCache.get(ck)
+	if !cached {
+		tailLen := min(length, max(opts.TailSize, sectionTrailerLen))
+		tailStart = length - tailLen
+		var err error
+		if tail, err = fetch(ctx, r, key, off+tailStart, tailLen, &st); err != nil {
 			return nil, st, err
 		}
-		tail = append(head, tail...)
-		tailStart = length - need
+		idxLen := int64(leUint32(tail[len(tail)-8:]))
+		if need := idxLen + sectionTrailerLen; need > tailLen {
+			if need > length {
+				return nil, st, fmt.Errorf("%w section: index length %d exceeds the section length %d", ErrCorrupt, idxLen, length)
+			}
+			head, err := fetch(ctx, r, key, off+length-need, need-tailLen, &st)
+			if err != nil {
+				return nil, st, err
+			}
+			tail = append(head, tail...)
+			tailStart = length - need
+		}
+		idx, err := DecodeSectionIndexTail(tail, length)
+		if err != nil {
+			return nil, st, fmt.Errorf("object %q section [%d, +%d): %w", key, off, length, err)
+		}
+		st.IndexBytes = idxLen + sectionTrailerLen
+		idxp = &idx
+		opts.IndexCache.add(ck, idxp)
 	}
-	idx, err := DecodeSectionIndexTail(tail, length)
-	if err != nil {
-		return nil, st, fmt.Errorf("object %q section [%d, +%d): %w", key, off, length, err)
-	}
-	st.IndexBytes = idxLen + sectionTrailerLen
+	idx := idxp // shared with the cache: read only
 
 	// 2. Batches and chunks to read.
 	type want struct {
