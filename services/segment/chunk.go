@@ -372,14 +372,40 @@ func decodeFlatChunk(data []byte, rows int64) (arrow.Array, arrow.Field, error) 
 	return col, f, nil
 }
 
-// validate checks col's structure (buffer sizes, offsets) without panics.
+// validate checks col's structure: buffer sizes, and for strings and
+// binaries offsets that never decrease and stay inside the data, so that
+// no access to a value can go out of bounds. It does not check that
+// strings are valid UTF-8: that is checked when rows are written (batch
+// DecodeIPC, FromJSON), the chunk's CRC vouches for its bytes since, and
+// the check took a sixth of a full read's CPU.
 func validate(col arrow.Array) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("invalid array: %v", p)
 		}
 	}()
-	return array.ValidateFull(col)
+	if err := array.Validate(col); err != nil {
+		return err
+	}
+	switch a := col.(type) {
+	case *array.String:
+		return checkOffsets(a.ValueOffsets(), len(a.ValueBytes()))
+	case *array.Binary:
+		return checkOffsets(a.ValueOffsets(), len(a.ValueBytes()))
+	}
+	return nil
+}
+
+// checkOffsets reports offsets that decrease or leave [0, n].
+func checkOffsets(offsets []int32, n int) error {
+	prev := int32(0)
+	for i, o := range offsets {
+		if o < prev || int(o) > n {
+			return fmt.Errorf("offset %d is %d after %d, with %d data bytes", i, o, prev, n)
+		}
+		prev = o
+	}
+	return nil
 }
 
 // decodeBuffer returns the bytes of one body buffer.
