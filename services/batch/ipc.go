@@ -236,6 +236,22 @@ func AppendIPC(dst []byte, schema *arrow.Schema, recs []arrow.RecordBatch, opts 
 	if schema == nil {
 		return nil, errors.New("batch: EncodeIPC needs a schema")
 	}
+	// Sized once: growing a buffer of many MiB by doubling copies it over
+	// and over (most of the cost of encoding a large read's response).
+	size := 1 << 10
+	for _, rec := range recs {
+		for _, c := range rec.Columns() {
+			for _, b := range c.Data().Buffers() {
+				if b != nil {
+					size += b.Len() + 8
+				}
+			}
+		}
+		size += 512 + 64*int(rec.NumCols())
+	}
+	if cap(dst)-len(dst) < size {
+		dst = append(make([]byte, 0, len(dst)+size), dst...)
+	}
 	buf := bytes.NewBuffer(dst)
 	w := ipc.NewWriter(buf, append(opts, ipc.WithSchema(schema))...)
 	for i, rec := range recs {

@@ -211,18 +211,18 @@ func (s *Service) encodeArrow(t catalog.Table, columns []string, batches []segme
 			r.Release()
 		}
 	}()
+	tsType := &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 	for _, b := range batches {
 		n := int(b.Record.NumRows())
-		ob := array.NewInt64Builder(s.mem)
-		tb := array.NewTimestampBuilder(s.mem, &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"})
-		ts := arrow.Timestamp(b.Timestamp.UnixMicro())
-		for i := 0; i < n; i++ {
-			ob.Append(b.BaseOffset + int64(i))
-			tb.Append(ts)
+		offs, tss := make([]int64, n), make([]int64, n)
+		ts := b.Timestamp.UnixMicro()
+		for i := range offs {
+			offs[i], tss[i] = b.BaseOffset+int64(i), ts
 		}
-		offsets, stamps := ob.NewArray(), tb.NewArray()
-		ob.Release()
-		tb.Release()
+		offsets := array.NewInt64Data(array.NewData(arrow.PrimitiveTypes.Int64, n,
+			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int64Traits.CastToBytes(offs))}, nil, 0, 0))
+		stamps := array.NewTimestampData(array.NewData(tsType, n,
+			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int64Traits.CastToBytes(tss))}, nil, 0, 0))
 		cols := append(append([]arrow.Array(nil), b.Record.Columns()...), offsets, stamps)
 		recs = append(recs, array.NewRecordBatch(schema, cols, int64(n)))
 		offsets.Release()
