@@ -690,7 +690,11 @@ func BenchmarkColumnPruning(b *testing.B) {
 		rows, arrow int64
 		os          bench.ObjStore
 	}
-	samples := map[int][]sample{}
+	type run struct {
+		k          int
+		compressed bool // arrow_compressed: the stored buffers as they are
+	}
+	samples := map[run][]sample{}
 	b.ResetTimer()
 	for rep := range reps {
 		order := slices.Clone(widths)
@@ -702,18 +706,21 @@ func BenchmarkColumnPruning(b *testing.B) {
 			if k < benchColumns {
 				cols = names[:k]
 			}
-			c0 := e.proxy.counts()
-			t0 := time.Now()
-			rows, arrowBytes := e.readAll(b, e.read, "wide", cols)
-			el := time.Since(t0)
-			samples[k] = append(samples[k], sample{el, rows, arrowBytes, e.proxy.counts().Sub(c0)})
+			for _, compressed := range []bool{false, true} {
+				c0 := e.proxy.counts()
+				t0 := time.Now()
+				rows, arrowBytes := e.readAll(b, e.read, "wide", cols, compressed)
+				el := time.Since(t0)
+				r := run{k, compressed}
+				samples[r] = append(samples[r], sample{el, rows, arrowBytes, e.proxy.counts().Sub(c0)})
+			}
 		}
 	}
 	// Once more with a default client, which accepts gzip (the server no
 	// longer gzips responses; this row shows it costs nothing now).
 	c0 := e.proxy.counts()
 	t0 := time.Now()
-	gzRows, gzArrow := e.readAll(b, e.readGzip, "wide", nil)
+	gzRows, gzArrow := e.readAll(b, e.readGzip, "wide", nil, false)
 	gz := sample{time.Since(t0), gzRows, gzArrow, e.proxy.counts().Sub(c0)}
 	b.StopTimer()
 
@@ -721,35 +728,40 @@ func BenchmarkColumnPruning(b *testing.B) {
 	res.Profile = cpuProfile(b, e.p, e.outDir, "pruning", 3*time.Second, func() {
 		deadline := time.Now().Add(3 * time.Second)
 		for i := 0; i < 100 && time.Now().Before(deadline); i++ { // bounded; the profile window ends it
-			e.readAll(b, e.read, "wide", nil)
-			e.readAll(b, e.read, "wide", names[:2])
+			e.readAll(b, e.read, "wide", nil, false)
+			e.readAll(b, e.read, "wide", names[:2], false)
 		}
 	})
-	for _, k := range widths {
-		ss := samples[k]
-		slices.SortFunc(ss, func(a, b sample) int { return int(a.el - b.el) })
-		m := ss[len(ss)/2]
-		if m.rows < in.rows {
-			b.Fatalf("%d columns: read %d rows, wrote %d", k, m.rows, in.rows)
+	for _, compressed := range []bool{false, true} {
+		first := len(res.Runs)
+		for _, k := range widths {
+			ss := samples[run{k, compressed}]
+			slices.SortFunc(ss, func(a, b sample) int { return int(a.el - b.el) })
+			m := ss[len(ss)/2]
+			if m.rows < in.rows {
+				b.Fatalf("%d columns: read %d rows, wrote %d", k, m.rows, in.rows)
+			}
+			res.Runs = append(res.Runs, bench.PruneRun{Columns: k, ArrowCompressed: compressed, Reps: len(ss), Seconds: m.el.Seconds(), Rows: m.rows,
+				RowsPerSec: float64(m.rows) / m.el.Seconds(), ArrowBytes: m.arrow, MBps: float64(m.arrow) / 1e6 / m.el.Seconds(),
+				ObjGetBytes: m.os.GetBytes, ObjGets: m.os.Gets})
 		}
-		res.Runs = append(res.Runs, bench.PruneRun{Columns: k, Reps: len(ss), Seconds: m.el.Seconds(), Rows: m.rows,
-			RowsPerSec: float64(m.rows) / m.el.Seconds(), ArrowBytes: m.arrow, MBps: float64(m.arrow) / 1e6 / m.el.Seconds(),
-			ObjGetBytes: m.os.GetBytes, ObjGets: m.os.Gets})
+		all := res.Runs[len(res.Runs)-1]
+		for i := first; i < len(res.Runs); i++ {
+			res.Runs[i].BytesVsAll = float64(res.Runs[i].ObjGetBytes) / float64(all.ObjGetBytes)
+			res.Runs[i].SpeedupVsAll = all.Seconds / res.Runs[i].Seconds
+		}
 	}
+	all := res.Runs[len(widths)-1]
 	res.Runs = append(res.Runs, bench.PruneRun{Columns: benchColumns, Compression: "gzip", Reps: 1, Seconds: gz.el.Seconds(), Rows: gz.rows,
 		RowsPerSec: float64(gz.rows) / gz.el.Seconds(), ArrowBytes: gz.arrow, MBps: float64(gz.arrow) / 1e6 / gz.el.Seconds(),
-		ObjGetBytes: gz.os.GetBytes, ObjGets: gz.os.Gets})
-	all := res.Runs[len(widths)-1]
-	for i := range res.Runs {
-		res.Runs[i].BytesVsAll = float64(res.Runs[i].ObjGetBytes) / float64(all.ObjGetBytes)
-		res.Runs[i].SpeedupVsAll = all.Seconds / res.Runs[i].Seconds
-	}
+		ObjGetBytes: gz.os.GetBytes, ObjGets: gz.os.Gets,
+		BytesVsAll: float64(gz.os.GetBytes) / float64(all.ObjGetBytes), SpeedupVsAll: all.Seconds / gz.el.Seconds()})
 	if err := bench.Write(e.outDir, bench.PruningFile, res); err != nil {
 		b.Fatal(err)
 	}
 	for _, r := range res.Runs {
-		b.Logf("%2d/%d cols %s: %.3fs %.0f rows/s %.1f MB/s arrow, objstore %d GETs %d B (%.2f of all), speedup %.2fx",
-			r.Columns, benchColumns, r.Compression, r.Seconds, r.RowsPerSec, r.MBps, r.ObjGets, r.ObjGetBytes, r.BytesVsAll, r.SpeedupVsAll)
+		b.Logf("%2d/%d cols %s compressed=%v: %.3fs %.0f rows/s %.1f MB/s arrow, objstore %d GETs %d B (%.2f of all), speedup %.2fx",
+			r.Columns, benchColumns, r.Compression, r.ArrowCompressed, r.Seconds, r.RowsPerSec, r.MBps, r.ObjGets, r.ObjGetBytes, r.BytesVsAll, r.SpeedupVsAll)
 	}
 	b.ReportMetric(res.Runs[1].SpeedupVsAll, "speedup-2/20")
 	b.ReportMetric(res.Runs[1].BytesVsAll, "bytes-2/20")
@@ -757,13 +769,14 @@ func BenchmarkColumnPruning(b *testing.B) {
 
 // readAll fetches bucket 0 of table from offset 0 to its end as Arrow,
 // projecting cols, and returns the rows and Arrow bytes received.
-func (e *benchEnv) readAll(b *testing.B, rc stromv1connect.ReadServiceClient, table string, cols []string) (rows, arrowBytes int64) {
+func (e *benchEnv) readAll(b *testing.B, rc stromv1connect.ReadServiceClient, table string, cols []string, compressed bool) (rows, arrowBytes int64) {
 	b.Helper()
 	ctx := context.Background()
 	var off int64
 	for {
 		resp, err := rc.Fetch(ctx, connect.NewRequest(&stromv1.FetchRequest{
 			Database: "bench", Table: table, Bucket: 0, Offset: off, MaxBytes: 16 << 20, Columns: cols, Format: stromv1.Format_FORMAT_ARROW,
+			ArrowCompressed: compressed,
 		}))
 		if err != nil {
 			b.Fatalf("fetch %v at %d: %v", cols, off, err)

@@ -172,6 +172,9 @@ type Latency struct {
 type PruneRun struct {
 	Columns      int     `json:"columns"`
 	Compression  string  `json:"compression,omitempty"` // response compression accepted by the client; "" for none
+	// ArrowCompressed: read with arrow_compressed, the Arrow buffers as
+	// stored (zstd), not decompressed by the server.
+	ArrowCompressed bool `json:"arrow_compressed,omitempty"`
 	Reps         int     `json:"reps"`
 	Seconds      float64 `json:"seconds"` // median of the reps
 	Rows         int64   `json:"rows"`

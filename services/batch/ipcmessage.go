@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	flatbuffers "github.com/google/flatbuffers/go"
 )
@@ -163,3 +164,136 @@ func DecodeIPCSchema(data []byte) (s *arrow.Schema, err error) {
 // above maxBytes), failing with ErrMalformed. Run it before handing
 // untrusted bytes to arrow-go's ipc reader.
 func CheckIPC(data []byte, maxBytes int64) error { return checkIPC(data, maxBytes) }
+
+// IPCColumn is one column of an Arrow IPC record batch as its message
+// carries it: the field's nodes (depth first) and its body buffers in the
+// message's compression (Compression, as in RecordBatchMessage): a
+// compressed buffer holds its uncompressed length, then the codec's frame,
+// or -1 and the raw bytes. Columns taken from messages with the same
+// compression can be put together into one record batch (AppendRecordBatch)
+// without decompressing them.
+type IPCColumn struct {
+	Nodes       []FieldNode
+	Buffers     [][]byte
+	Compression int
+}
+
+// IPCColumnOf returns the buffers of a flat array (one without children;
+// offsets of strings and binaries starting at 0) for a message of the
+// given compression: uncompressed, marked as such (-1) when compression is
+// set. ok is false for an array of another layout.
+func IPCColumnOf(a arrow.Array, compression int) (IPCColumn, bool) {
+	bufs, ok := FlatBuffers(a)
+	if !ok {
+		return IPCColumn{}, false
+	}
+	col := IPCColumn{Nodes: []FieldNode{{Length: int64(a.Len()), NullCount: int64(a.NullN())}}, Compression: compression, Buffers: bufs}
+	if compression >= 0 {
+		for i, b := range bufs {
+			if len(b) > 0 {
+				col.Buffers[i] = append(binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(b)), ^uint64(0)), b...)
+			}
+		}
+	}
+	return col, true
+}
+
+// FlatBuffers returns the buffers of a in IPC order when a is a flat array
+// of a fixed-width, boolean, string or binary type that is not sliced (a
+// validity bitmap without nulls is returned empty). ok is false otherwise.
+func FlatBuffers(a arrow.Array) ([][]byte, bool) {
+	d := a.Data()
+	if d.Offset() != 0 || len(d.Children()) != 0 {
+		return nil, false
+	}
+	n := d.Len()
+	bufs := d.Buffers()
+	var validity []byte
+	if a.NullN() > 0 {
+		if len(bufs) == 0 || bufs[0] == nil || bufs[0].Len() < int(bitutil.BytesForBits(int64(n))) {
+			return nil, false
+		}
+		validity = bufs[0].Bytes()[:bitutil.BytesForBits(int64(n))]
+	}
+	buf := func(i, size int) ([]byte, bool) {
+		if len(bufs) <= i || bufs[i] == nil {
+			return nil, size == 0
+		}
+		if b := bufs[i].Bytes(); len(b) >= size {
+			return b[:size], true
+		}
+		return nil, false
+	}
+	switch dt := d.DataType().(type) {
+	case *arrow.BooleanType:
+		data, ok := buf(1, int(bitutil.BytesForBits(int64(n))))
+		return [][]byte{validity, data}, ok
+	case arrow.FixedWidthDataType:
+		switch dt.ID() {
+		case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64,
+			arrow.FLOAT32, arrow.FLOAT64, arrow.DATE32, arrow.DATE64, arrow.TIME32, arrow.TIME64, arrow.TIMESTAMP,
+			arrow.DURATION, arrow.DECIMAL128, arrow.DECIMAL256:
+			data, ok := buf(1, n*dt.BitWidth()/8)
+			return [][]byte{validity, data}, ok
+		}
+	case *arrow.StringType, *arrow.BinaryType:
+		offsets, ok := buf(1, (n+1)*4)
+		if !ok {
+			return nil, false
+		}
+		first := int32(binary.LittleEndian.Uint32(offsets))
+		last := int32(binary.LittleEndian.Uint32(offsets[n*4:]))
+		if first != 0 || last < 0 {
+			return nil, false
+		}
+		data, ok := buf(2, int(last))
+		return [][]byte{validity, offsets, data}, ok
+	}
+	return nil, false
+}
+
+// AppendRecordBatch appends one record batch message of rows rows made of
+// cols, which must share compression, and its body, to dst (b is a
+// scratch builder).
+func AppendRecordBatch(dst []byte, b *flatbuffers.Builder, rows int64, compression int, cols []IPCColumn) ([]byte, error) {
+	m := RecordBatchMessage{Length: rows, Compression: compression}
+	var body int64
+	for i, c := range cols {
+		if c.Compression != compression {
+			return nil, fmt.Errorf("batch: column %d has compression %d, the batch %d", i, c.Compression, compression)
+		}
+		m.Nodes = append(m.Nodes, c.Nodes...)
+		for _, buf := range c.Buffers {
+			m.Buffers = append(m.Buffers, BodySpan{Offset: body, Length: int64(len(buf))})
+			body += int64(len(buf)+7) &^ 7
+		}
+	}
+	m.BodyLength = body
+	dst = AppendRecordBatchMessage(dst, b, &m)
+	var pad [8]byte
+	for _, c := range cols {
+		for _, buf := range c.Buffers {
+			dst = append(dst, buf...)
+			dst = append(dst, pad[:(8-len(buf)%8)%8]...)
+		}
+	}
+	return dst, nil
+}
+
+// SchemaMessage returns the encapsulated schema message of s, the first
+// message of an IPC stream: arrow-go's own bytes.
+func SchemaMessage(s *arrow.Schema) ([]byte, error) {
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(s))
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	if buf.Len() < len(EOS) || !bytes.HasSuffix(buf.Bytes(), EOS[:]) {
+		return nil, fmt.Errorf("batch: arrow/ipc wrote a %d-byte empty stream", buf.Len())
+	}
+	return buf.Bytes()[:buf.Len()-len(EOS)], nil
+}
+
+// EOS is the end-of-stream marker of an IPC stream: the continuation
+// token and a zero length.
+var EOS = [8]byte{0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0}

@@ -77,6 +77,10 @@ type FetchRequest struct {
 	MaxBytes int64         // bound on the batches' bytes (segment.ReadBatch.Bytes); the first batch comes however large
 	MaxWait  time.Duration // long-poll: wait this long for a commit when none is after Offset
 	Columns  []string      // projection; nil for all columns
+	// Stored asks for the batches' columns as stored (segment.ReadBatch
+	// .Stored, not decompressed) where they can be: all but a first batch
+	// that starts before Offset.
+	Stored bool
 }
 
 // FetchResult holds the records from the requested offset on.
@@ -92,7 +96,7 @@ type FetchResult struct {
 // Release releases every batch's record.
 func (r *FetchResult) Release() {
 	for _, b := range r.Batches {
-		b.Record.Release()
+		b.Release()
 	}
 	r.Batches = nil
 }
@@ -276,7 +280,7 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			defer close(sr.done)
 			sr.batches, sr.st, sr.err = segment.ReadSection(ctx, r.objects, rg.ObjectKey, rg.ByteOffset, rg.ByteLength, segment.ReadOptions{
 				Schema: schema, Columns: req.Columns, FromOffset: max(req.Offset, rg.BaseOffset), MaxBytes: req.MaxBytes, Allocator: r.mem,
-				IndexCache: r.indexes,
+				IndexCache: r.indexes, Stored: req.Stored,
 			})
 		}()
 	}
@@ -290,7 +294,7 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			}
 			<-sr.done
 			for _, b := range sr.batches {
-				b.Record.Release()
+				b.Release()
 			}
 		}
 	}()
@@ -327,22 +331,29 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 		}
 		full := false
 		for _, b := range sr.batches {
-			end := b.BaseOffset + b.Record.NumRows()
+			end := b.BaseOffset + b.Rows
 			if full || end <= res.NextOffset {
-				b.Record.Release()
+				b.Release()
 				continue
 			}
 			if req.MaxBytes > 0 && len(res.Batches) > 0 && used+b.Bytes > req.MaxBytes {
 				// Each section was read with the whole budget.
 				full = true
-				b.Record.Release()
+				b.Release()
 				continue
 			}
 			if b.BaseOffset < res.NextOffset {
+				if b.Record == nil {
+					// Stored batches start at or after the offset each
+					// section was read from; sections never overlap.
+					b.Release()
+					res.Release()
+					return FetchResult{}, fmt.Errorf("reader: segment %s: batch at offset %d overlaps the previous section's, which ends at %d", rg.ObjectKey, b.BaseOffset, res.NextOffset)
+				}
 				skip := res.NextOffset - b.BaseOffset
 				sliced := b.Record.NewSlice(skip, b.Record.NumRows())
-				b.Record.Release()
-				b.Record = sliced
+				b.Release()
+				b.Record, b.Rows = sliced, sliced.NumRows()
 				b.BaseOffset = res.NextOffset
 			}
 			res.Batches = append(res.Batches, b)

@@ -7,12 +7,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	flatbuffers "github.com/google/flatbuffers/go"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
@@ -154,6 +156,7 @@ func (s *Service) fetch(ctx context.Context, m *stromv1.FetchRequest, wait time.
 		MaxBytes: maxBytes,
 		MaxWait:  min(wait, MaxWait),
 		Columns:  m.GetColumns(),
+		Stored:   m.GetFormat() == stromv1.Format_FORMAT_ARROW && m.GetArrowCompressed(),
 	})
 	if err != nil {
 		return nil, err
@@ -163,6 +166,9 @@ func (s *Service) fetch(ctx context.Context, m *stromv1.FetchRequest, wait time.
 	if m.GetFormat() == stromv1.Format_FORMAT_ARROW {
 		out.ArrowIpc, err = s.encodeArrow(t, m.GetColumns(), res.Batches)
 		return out, err
+	}
+	if m.GetArrowCompressed() {
+		return nil, rpcerr.Invalid("arrow_compressed: applies to FORMAT_ARROW only")
 	}
 	for _, b := range res.Batches {
 		rows, err := batch.ToJSON(b.Record)
@@ -190,7 +196,9 @@ func requireTable(prefix, database, table string) error {
 }
 
 // encodeArrow returns the batches with _offset and _timestamp appended, as
-// one IPC stream whose schema is the projection's even when empty.
+// one IPC stream whose schema is the projection's even when empty. Batches
+// read as stored (segment.ReadBatch.Stored) go into it with their
+// compressed buffers as they are; others uncompressed.
 func (s *Service) encodeArrow(t catalog.Table, columns []string, batches []segment.ReadBatch) ([]byte, error) {
 	full := reader.OutputSchema(t)
 	var fields []arrow.Field
@@ -203,30 +211,156 @@ func (s *Service) encodeArrow(t catalog.Table, columns []string, batches []segme
 	}
 	fields = append(fields,
 		arrow.Field{Name: ColumnOffset, Type: arrow.PrimitiveTypes.Int64},
-		arrow.Field{Name: ColumnTimestamp, Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}})
+		arrow.Field{Name: ColumnTimestamp, Type: timestampUTC})
 	schema := arrow.NewSchema(fields, nil)
+	stored := slices.ContainsFunc(batches, func(b segment.ReadBatch) bool { return b.Record == nil })
+	if !stored {
+		return s.encodeDecoded(schema, batches)
+	}
+	out, err := batch.SchemaMessage(schema)
+	if err != nil {
+		return nil, err
+	}
+	size := len(out) + 8
+	for _, b := range batches {
+		size += 1024 + 16*int(b.Rows)
+		for _, c := range b.Stored {
+			if c != nil {
+				for _, buf := range c.Buffers {
+					size += len(buf) + 8
+				}
+			}
+		}
+		if b.Record != nil {
+			size += int(recordBytes(b.Record))
+		}
+	}
+	out = append(make([]byte, 0, size), out...)
+	bld := flatbuffers.NewBuilder(1024)
+	for _, b := range batches {
+		compression := -1
+		if b.Record == nil {
+			compression = b.StoredCompression
+		}
+		if out, err = s.appendBatch(out, bld, fields, b, compression); err != nil {
+			return nil, err
+		}
+	}
+	return append(out, batch.EOS[:]...), nil
+}
+
+// appendBatch appends b, with its _offset and _timestamp, as one record
+// batch message of the given compression.
+func (s *Service) appendBatch(out []byte, bld *flatbuffers.Builder, fields []arrow.Field, b segment.ReadBatch, compression int) ([]byte, error) {
+	var arrays []arrow.Array // released once their bytes are copied into out
+	defer func() {
+		for _, a := range arrays {
+			a.Release()
+		}
+	}()
+	cols := make([]batch.IPCColumn, 0, len(fields))
+	add := func(a arrow.Array, name string) error {
+		arrays = append(arrays, a)
+		c, copied, err := ipcColumn(s.mem, a, compression)
+		if copied != nil {
+			arrays = append(arrays, copied)
+		}
+		if err != nil {
+			return fmt.Errorf("encode column %q of the batch at offset %d: %w", name, b.BaseOffset, err)
+		}
+		cols = append(cols, c)
+		return nil
+	}
+	for j := range len(fields) - 2 {
+		var err error
+		switch {
+		case b.Record != nil:
+			col := b.Record.Column(j)
+			col.Retain()
+			err = add(col, fields[j].Name)
+		case b.Stored[j] != nil:
+			cols = append(cols, *b.Stored[j])
+		default: // a column the batch lacks: nulls
+			err = add(array.MakeArrayOfNull(s.mem, fields[j].Type, int(b.Rows)), fields[j].Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	offsets, stamps := s.offsetColumns(b)
+	if err := add(offsets, ColumnOffset); err != nil {
+		stamps.Release()
+		return nil, err
+	}
+	if err := add(stamps, ColumnTimestamp); err != nil {
+		return nil, err
+	}
+	return batch.AppendRecordBatch(out, bld, b.Rows, compression, cols)
+}
+
+// encodeDecoded encodes decoded batches with arrow-go's writer.
+func (s *Service) encodeDecoded(schema *arrow.Schema, batches []segment.ReadBatch) ([]byte, error) {
 	recs := make([]arrow.RecordBatch, 0, len(batches))
 	defer func() {
 		for _, r := range recs {
 			r.Release()
 		}
 	}()
-	tsType := &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 	for _, b := range batches {
-		n := int(b.Record.NumRows())
-		offs, tss := make([]int64, n), make([]int64, n)
-		ts := b.Timestamp.UnixMicro()
-		for i := range offs {
-			offs[i], tss[i] = b.BaseOffset+int64(i), ts
-		}
-		offsets := array.NewInt64Data(array.NewData(arrow.PrimitiveTypes.Int64, n,
-			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int64Traits.CastToBytes(offs))}, nil, 0, 0))
-		stamps := array.NewTimestampData(array.NewData(tsType, n,
-			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int64Traits.CastToBytes(tss))}, nil, 0, 0))
+		offsets, stamps := s.offsetColumns(b)
 		cols := append(append([]arrow.Array(nil), b.Record.Columns()...), offsets, stamps)
-		recs = append(recs, array.NewRecordBatch(schema, cols, int64(n)))
+		recs = append(recs, array.NewRecordBatch(schema, cols, b.Rows))
 		offsets.Release()
 		stamps.Release()
 	}
 	return batch.EncodeIPC(schema, recs)
+}
+
+// timestampUTC is the type of the _timestamp column.
+var timestampUTC = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+
+// offsetColumns returns the _offset and _timestamp columns of b.
+func (s *Service) offsetColumns(b segment.ReadBatch) (arrow.Array, arrow.Array) {
+	n := int(b.Rows)
+	offs, tss := make([]int64, n), make([]int64, n)
+	ts := b.Timestamp.UnixMicro()
+	for i := range offs {
+		offs[i], tss[i] = b.BaseOffset+int64(i), ts
+	}
+	offsets := array.NewInt64Data(array.NewData(arrow.PrimitiveTypes.Int64, n,
+		[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int64Traits.CastToBytes(offs))}, nil, 0, 0))
+	stamps := array.NewTimestampData(array.NewData(timestampUTC, n,
+		[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int64Traits.CastToBytes(tss))}, nil, 0, 0))
+	return offsets, stamps
+}
+
+// ipcColumn returns a's buffers for a message of the given compression
+// (uncompressed), copying a first when it is sliced; the caller releases
+// the copy after using the column.
+func ipcColumn(mem memory.Allocator, a arrow.Array, compression int) (batch.IPCColumn, arrow.Array, error) {
+	if c, ok := batch.IPCColumnOf(a, compression); ok {
+		return c, nil, nil
+	}
+	// A slice (the first batch of a fetch from inside it): a copy starts
+	// at offset 0.
+	copied, err := array.Concatenate([]arrow.Array{a}, mem)
+	if err != nil {
+		return batch.IPCColumn{}, nil, err
+	}
+	if c, ok := batch.IPCColumnOf(copied, compression); ok {
+		return c, copied, nil
+	}
+	return batch.IPCColumn{}, copied, fmt.Errorf("column of type %s is not flat", a.DataType())
+}
+
+func recordBytes(rec arrow.RecordBatch) int64 {
+	var n int64
+	for _, c := range rec.Columns() {
+		for _, b := range c.Data().Buffers() {
+			if b != nil {
+				n += int64(b.Len())
+			}
+		}
+	}
+	return n
 }

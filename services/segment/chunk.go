@@ -106,63 +106,9 @@ func schemaMessage(f arrow.Field) ([]byte, error) {
 	return msg, nil
 }
 
-// flatLayout returns the buffers of col in IPC order when this file can
-// write it: a flat array (no children, no dictionary) that is not sliced.
-// Empty buffers stand for a validity bitmap without nulls.
-func flatLayout(col arrow.Array) ([][]byte, bool) {
-	d := col.Data()
-	if d.Offset() != 0 || len(d.Children()) != 0 { // dictionaries: not among the types below
-		return nil, false
-	}
-	n := d.Len()
-	bufs := d.Buffers()
-	var validity []byte
-	if col.NullN() > 0 {
-		if len(bufs) == 0 || bufs[0] == nil || bufs[0].Len() < int(bitutil.BytesForBits(int64(n))) {
-			return nil, false
-		}
-		validity = bufs[0].Bytes()[:bitutil.BytesForBits(int64(n))]
-	}
-	buf := func(i, size int) ([]byte, bool) {
-		if len(bufs) <= i || bufs[i] == nil {
-			return nil, size == 0
-		}
-		if b := bufs[i].Bytes(); len(b) >= size {
-			return b[:size], true
-		}
-		return nil, false
-	}
-	switch dt := d.DataType().(type) {
-	case *arrow.BooleanType:
-		data, ok := buf(1, int(bitutil.BytesForBits(int64(n))))
-		return [][]byte{validity, data}, ok
-	case arrow.FixedWidthDataType:
-		switch dt.ID() {
-		case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64,
-			arrow.FLOAT32, arrow.FLOAT64, arrow.DATE32, arrow.DATE64, arrow.TIME32, arrow.TIME64, arrow.TIMESTAMP,
-			arrow.DURATION, arrow.DECIMAL128, arrow.DECIMAL256:
-			data, ok := buf(1, n*dt.BitWidth()/8)
-			return [][]byte{validity, data}, ok
-		}
-	case *arrow.StringType, *arrow.BinaryType:
-		offsets, ok := buf(1, (n+1)*4)
-		if !ok {
-			return nil, false
-		}
-		first := int32(binary.LittleEndian.Uint32(offsets))
-		last := int32(binary.LittleEndian.Uint32(offsets[n*4:]))
-		if first != 0 || last < 0 {
-			return nil, false
-		}
-		data, ok := buf(2, int(last))
-		return [][]byte{validity, offsets, data}, ok
-	}
-	return nil, false
-}
-
 // appendChunk appends the chunk of col (field f) to out, compressed with c.
 func appendChunk(out []byte, c Codec, f arrow.Field, col arrow.Array, cw *chunkWriters) ([]byte, error) {
-	bufs, ok := flatLayout(col)
+	bufs, ok := batch.FlatBuffers(col)
 	if !ok {
 		return cw.append(out, c, f, col)
 	}
@@ -447,4 +393,67 @@ func decodeBuffer(b []byte, compression int) ([]byte, error) {
 		return nil, fmt.Errorf("%d bytes decompressed, want %d", len(out), n)
 	}
 	return out, nil
+}
+
+// storedChunk checks a chunk (its CRC and end-of-stream marker, its
+// schema message against want's type, its record batch message against
+// the index) and returns its column as stored, without decompressing it:
+// the buffers are slices of data.
+func storedChunk(data []byte, meta ColumnMeta, rows int64, want arrow.Field) (*batch.IPCColumn, error) {
+	if err := checkChunk(data, meta); err != nil {
+		return nil, err
+	}
+	f, n, err := chunkField(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w chunk: no schema message", ErrCorrupt)
+	}
+	if f.Name != meta.Name {
+		return nil, fmt.Errorf("%w chunk: stores column %q, index says %q", ErrCorrupt, f.Name, meta.Name)
+	}
+	if !arrow.TypeEqual(f.Type, want.Type) {
+		return nil, fmt.Errorf("%w: column %q is stored as %s, the schema says %s", ErrSchemaMismatch, meta.Name, f.Type, want.Type)
+	}
+	p := data[n : len(data)-len(eos)]
+	if len(p) < 8 || binary.LittleEndian.Uint32(p) != 0xFFFFFFFF {
+		return nil, fmt.Errorf("%w chunk: no record batch message", ErrCorrupt)
+	}
+	metaLen := int64(int32(binary.LittleEndian.Uint32(p[4:])))
+	if metaLen < 8 || metaLen > int64(len(p)-8) {
+		return nil, fmt.Errorf("%w chunk: metadata length %d, %d bytes follow", ErrCorrupt, metaLen, len(p)-8)
+	}
+	body := p[8+metaLen:]
+	m, err := batch.ParseRecordBatchMessage(p[8:8+metaLen], body)
+	if err != nil {
+		return nil, fmt.Errorf("%w chunk: %v", ErrCorrupt, err)
+	}
+	switch {
+	case m.BodyLength != int64(len(body)):
+		return nil, fmt.Errorf("%w chunk: a %d-byte body and %d bytes before the end-of-stream marker", ErrCorrupt, m.BodyLength, len(body))
+	case m.Length != rows || len(m.Nodes) == 0 || m.Nodes[0].Length != rows:
+		return nil, fmt.Errorf("%w chunk: %d rows, index says %d", ErrCorrupt, m.Length, rows)
+	case m.Nodes[0].NullCount != meta.NullCount:
+		return nil, fmt.Errorf("%w chunk: %d nulls, index says %d", ErrCorrupt, m.Nodes[0].NullCount, meta.NullCount)
+	case !want.Nullable && meta.NullCount > 0:
+		return nil, fmt.Errorf("%w: NOT NULL column %q has %d nulls", ErrSchemaMismatch, meta.Name, meta.NullCount)
+	}
+	col := &batch.IPCColumn{Nodes: m.Nodes, Compression: m.Compression, Buffers: make([][]byte, len(m.Buffers))}
+	for i, s := range m.Buffers {
+		col.Buffers[i] = body[s.Offset : s.Offset+s.Length]
+	}
+	return col, nil
+}
+
+// checkChunk checks a chunk's length and CRC against its index entry, and
+// its end-of-stream marker.
+func checkChunk(data []byte, meta ColumnMeta) error {
+	if int64(len(data)) != meta.Length {
+		return fmt.Errorf("%w chunk: %d bytes, index says %d", ErrCorrupt, len(data), meta.Length)
+	}
+	if got := crc32c(data); got != meta.CRC {
+		return fmt.Errorf("%w chunk: crc32c %08x, index says %08x", ErrCorrupt, got, meta.CRC)
+	}
+	if !bytes.HasSuffix(data, eos[:]) {
+		return fmt.Errorf("%w chunk: no end-of-stream marker", ErrCorrupt)
+	}
+	return nil
 }

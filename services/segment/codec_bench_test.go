@@ -12,6 +12,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/strom-io/strom/services/batch"
 )
 
 // eventRecord builds rows of the system benchmark's event data (the same
@@ -67,7 +69,7 @@ func BenchmarkChunkCodec(b *testing.B) {
 	for s := range uint64(4) {
 		rec := eventRecord(s+1, 4096)
 		for _, col := range rec.Columns() {
-			layout, ok := flatLayout(col)
+			layout, ok := batch.FlatBuffers(col)
 			if !ok {
 				b.Fatal("not a flat layout")
 			}

@@ -81,6 +81,20 @@ type ReadOptions struct {
 	// IndexCache, if set, holds decoded section indexes: a section whose
 	// index it has is read without the GET of its tail.
 	IndexCache *IndexCache
+
+	// Stored returns the batches that start at or after FromOffset with
+	// their columns as stored (ReadBatch.Stored) instead of decoded: their
+	// chunks are checked (CRC, message metadata, type against Schema) but
+	// not decompressed, for a reader that hands them on as they are. It
+	// needs Schema. A batch that starts before FromOffset is decoded.
+	Stored bool
+}
+
+// Release releases the batch's record, if it has one.
+func (b ReadBatch) Release() {
+	if b.Record != nil {
+		b.Record.Release()
+	}
 }
 
 // ReadBatch is one batch read by [ReadSection]. Row i has offset
@@ -90,8 +104,17 @@ type ReadBatch struct {
 	BaseOffset    int64
 	Timestamp     time.Time // UTC, microsecond precision
 	SchemaVersion int32
+	// Rows is the number of rows.
+	Rows int64
 	// Record holds the projected columns. The caller must Release it.
+	// It is nil when Stored is set.
 	Record arrow.RecordBatch
+	// Stored, with ReadOptions.Stored, holds the projected columns as
+	// their chunks store them (compressed), one per output column, nil
+	// for a column the batch lacks (it reads as nulls), all with the
+	// section's compression, StoredCompression.
+	Stored            []*batch.IPCColumn
+	StoredCompression int
 	// Bytes is what the batch counts against ReadOptions.MaxBytes: its
 	// projected chunks' bytes as stored (encoded), plus, for each projected
 	// column the batch lacks (added to the schema after it was written;
@@ -299,14 +322,45 @@ func ReadSection(ctx context.Context, r RangeReader, key string, off, length int
 		md := opts.Schema.Metadata()
 		outSchema = arrow.NewSchema(fields, &md)
 	}
+	if opts.Stored && outSchema == nil {
+		return nil, st, fmt.Errorf("%w: Stored needs a Schema", ErrInvalidOptions)
+	}
 	out := make([]ReadBatch, 0, len(batches))
 	release := func() {
 		for _, b := range out {
-			b.Record.Release()
+			b.Release()
 		}
 	}
 	for _, ob := range batches {
 		b := ob.meta
+		if opts.Stored && b.BaseOffset >= opts.FromOffset {
+			rb := ReadBatch{BaseOffset: b.BaseOffset, Timestamp: b.Timestamp, SchemaVersion: b.SchemaVersion, Rows: b.RowCount, Bytes: ob.bytes,
+				Stored: make([]*batch.IPCColumn, len(ob.names)), StoredCompression: idx.Codec.ipcCompression()}
+			for j, name := range ob.names {
+				w, f := ob.wants[j], outSchema.Field(j)
+				if w == nil {
+					if !f.Nullable {
+						release()
+						return nil, st, fmt.Errorf("%w: NOT NULL column %q is missing from the batch at offset %d (schema version %d)", ErrSchemaMismatch, name, b.BaseOffset, b.SchemaVersion)
+					}
+					continue
+				}
+				st.Chunks++
+				st.ChunkBytes += w.meta.Length
+				col, err := storedChunk(w.data, w.meta, b.RowCount, f)
+				if err != nil {
+					release()
+					return nil, st, fmt.Errorf("object %q section [%d, +%d) batch at offset %d column %q: %w", key, off, length, b.BaseOffset, name, err)
+				}
+				if col.Compression != rb.StoredCompression {
+					release()
+					return nil, st, fmt.Errorf("%w chunk: object %q batch at offset %d column %q: compression %d, the section's is %d", ErrCorrupt, key, b.BaseOffset, name, col.Compression, rb.StoredCompression)
+				}
+				rb.Stored[j] = col
+			}
+			out = append(out, rb)
+			continue
+		}
 		cols := make([]arrow.Array, len(ob.names))
 		fields := make([]arrow.Field, len(ob.names))
 		releaseCols := func() {
@@ -364,7 +418,7 @@ func ReadSection(ctx context.Context, r RangeReader, key string, off, length int
 		}
 		rec := array.NewRecordBatch(schema, cols, b.RowCount)
 		releaseCols() // rec holds its own references
-		out = append(out, ReadBatch{BaseOffset: b.BaseOffset, Timestamp: b.Timestamp, SchemaVersion: b.SchemaVersion, Record: rec, Bytes: ob.bytes})
+		out = append(out, ReadBatch{BaseOffset: b.BaseOffset, Timestamp: b.Timestamp, SchemaVersion: b.SchemaVersion, Rows: b.RowCount, Record: rec, Bytes: ob.bytes})
 	}
 	return out, st, nil
 }
@@ -459,14 +513,8 @@ func DecodeChunk(data []byte, meta ColumnMeta, rows int64, mem memory.Allocator)
 }
 
 func decodeChunk(data []byte, meta ColumnMeta, rows int64, mem memory.Allocator) (col arrow.Array, field arrow.Field, err error) {
-	if int64(len(data)) != meta.Length {
-		return nil, field, fmt.Errorf("%w chunk: %d bytes, index says %d", ErrCorrupt, len(data), meta.Length)
-	}
-	if got := crc32c(data); got != meta.CRC {
-		return nil, field, fmt.Errorf("%w chunk: crc32c %08x, index says %08x", ErrCorrupt, got, meta.CRC)
-	}
-	if !bytes.HasSuffix(data, eos[:]) {
-		return nil, field, fmt.Errorf("%w chunk: no end-of-stream marker", ErrCorrupt)
+	if err := checkChunk(data, meta); err != nil {
+		return nil, field, err
 	}
 	if col, f, err := decodeFlatChunk(data, rows); !errors.Is(err, errSlowPath) {
 		switch {
