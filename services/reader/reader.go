@@ -253,11 +253,16 @@ func (r *Reader) Fetch(ctx context.Context, req FetchRequest) (FetchResult, erro
 	}
 }
 
-// readAhead is how many segment sections a fetch reads concurrently: a
-// bucket's log is many small objects (one per flush), and reading them one
-// GET after another would bound catch-up reads and changelog replays by the
-// object store's latency.
-const readAhead = 8
+// A fetch reads up to readAhead segment sections concurrently, and no
+// more of them than fit readAheadBytes (their whole sizes, an upper bound
+// of what a projection reads): a bucket's log is many small objects (one
+// per flush), and reading them one GET after another would bound catch-up
+// reads, projections and changelog replays by the object store's latency
+// rather than its bandwidth.
+const (
+	readAhead      = 32
+	readAheadBytes = 64 << 20
+)
 
 // sectionRead is one segment section being read.
 type sectionRead struct {
@@ -298,9 +303,16 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			}
 		}
 	}()
-	for i := range min(readAhead, len(ranges)) {
-		start(i)
+	started, inFlight := 0, int64(0) // sections started; their bytes not yet consumed
+	startMore := func() {
+		for started < len(ranges) && started-consumed < readAhead &&
+			(started == consumed || inFlight+ranges[started].ByteLength <= readAheadBytes) {
+			inFlight += ranges[started].ByteLength
+			start(started)
+			started++
+		}
 	}
+	startMore()
 	res := FetchResult{NextOffset: req.Offset, HighWatermark: hw}
 	var used int64 // what the returned batches count against MaxBytes
 	for i, rg := range ranges {
@@ -314,9 +326,8 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 		sr := reads[i]
 		<-sr.done
 		consumed = i + 1
-		if next := i + readAhead; next < len(ranges) {
-			start(next)
-		}
+		inFlight -= rg.ByteLength
+		startMore()
 		res.Stats.Gets += sr.st.Gets
 		res.Stats.BytesFetched += sr.st.BytesFetched
 		res.Stats.ChunkBytes += sr.st.ChunkBytes

@@ -191,6 +191,36 @@ func appendBuffer(dst []byte, c Codec, b []byte) ([]byte, error) {
 	return dst, nil
 }
 
+// CompressedColumn returns a flat array's column for an IPC message of
+// the given compression (batch.CompressionZSTD or CompressionLZ4Frame; -1
+// none), its buffers compressed with the codecs chunks are written with.
+func CompressedColumn(a arrow.Array, compression int) (batch.IPCColumn, error) {
+	c, ok := batch.IPCColumnOf(a, -1)
+	if !ok {
+		return c, fmt.Errorf("segment: a %s column is not flat", a.DataType())
+	}
+	codec := CodecNone
+	switch compression {
+	case batch.CompressionZSTD:
+		codec = CodecZstd
+	case batch.CompressionLZ4Frame:
+		codec = CodecLZ4
+	}
+	c.Compression = compression
+	if codec == CodecNone {
+		return c, nil
+	}
+	for i, b := range c.Buffers {
+		if len(b) > 0 {
+			var err error
+			if c.Buffers[i], err = appendBuffer(nil, codec, b); err != nil {
+				return c, err
+			}
+		}
+	}
+	return c, nil
+}
+
 type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
