@@ -170,21 +170,21 @@ type Latency struct {
 
 // PruneRun is the read of every row projecting Columns columns.
 type PruneRun struct {
-	Columns      int     `json:"columns"`
-	Compression  string  `json:"compression,omitempty"` // response compression accepted by the client; "" for none
+	Columns     int    `json:"columns"`
+	Compression string `json:"compression,omitempty"` // response compression accepted by the client; "" for none
 	// ArrowCompressed: read with arrow_compressed, the Arrow buffers as
 	// stored (zstd), not decompressed by the server.
-	ArrowCompressed bool `json:"arrow_compressed,omitempty"`
-	Reps         int     `json:"reps"`
-	Seconds      float64 `json:"seconds"` // median of the reps
-	Rows         int64   `json:"rows"`
-	RowsPerSec   float64 `json:"rows_per_s"`
-	ArrowBytes   int64   `json:"arrow_bytes"` // Arrow IPC bytes returned
-	MBps         float64 `json:"mb_per_s"`    // Arrow bytes returned per second
-	ObjGetBytes  int64   `json:"objstore_get_bytes"`
-	ObjGets      int64   `json:"objstore_gets"`
-	BytesVsAll   float64 `json:"bytes_vs_all"`   // ObjGetBytes / that of all columns
-	SpeedupVsAll float64 `json:"speedup_vs_all"` // time of all columns / this time
+	ArrowCompressed bool    `json:"arrow_compressed,omitempty"`
+	Reps            int     `json:"reps"`
+	Seconds         float64 `json:"seconds"` // median of the reps
+	Rows            int64   `json:"rows"`
+	RowsPerSec      float64 `json:"rows_per_s"`
+	ArrowBytes      int64   `json:"arrow_bytes"` // Arrow IPC bytes returned
+	MBps            float64 `json:"mb_per_s"`    // Arrow bytes returned per second
+	ObjGetBytes     int64   `json:"objstore_get_bytes"`
+	ObjGets         int64   `json:"objstore_gets"`
+	BytesVsAll      float64 `json:"bytes_vs_all"`   // ObjGetBytes / that of all columns
+	SpeedupVsAll    float64 `json:"speedup_vs_all"` // time of all columns / this time
 }
 
 // Pruning is the result of BenchmarkColumnPruning.
