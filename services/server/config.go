@@ -57,6 +57,7 @@ type FrontendConfig struct {
 	BalanceInterval  time.Duration `yaml:"balance_interval"`
 	ForwardTimeout   time.Duration `yaml:"forward_timeout"`
 	FlushInterval    time.Duration `yaml:"flush_interval"`
+	FlushLinger      time.Duration `yaml:"flush_linger"`
 	FlushBytes       int64         `yaml:"flush_bytes"`
 	MaxPendingBytes  int64         `yaml:"max_pending_bytes"`
 	CommitTimeout    time.Duration `yaml:"commit_timeout"`
@@ -76,7 +77,8 @@ func (c *FrontendConfig) RegisterFlags(prefix string, f *flag.FlagSet) {
 	f.StringVar(&c.AdvertiseAddress, prefix+"advertise-address", "", "host:port at which other frontends reach this one's internal listener (default: the bound -server.internal-listen-address, with the host name when it binds every interface). In Kubernetes, the pod's stable name through a headless Service.")
 	f.DurationVar(&c.BalanceInterval, prefix+"balance-interval", time.Second, "How often a frontend heartbeats, re-reads the members and bucket leaders, takes over free buckets and hands buckets to newer members.")
 	f.DurationVar(&c.ForwardTimeout, prefix+"forward-timeout", 30*time.Second, "Deadline of a request forwarded to the bucket's leader (the client's deadline applies too).")
-	f.DurationVar(&c.FlushInterval, prefix+"flush-interval", 50*time.Millisecond, "How often new batches are flushed as one segment object.")
+	f.DurationVar(&c.FlushInterval, prefix+"flush-interval", 50*time.Millisecond, "How often new batches are flushed as one segment object: the longest new data waits for its flush to start.")
+	f.DurationVar(&c.FlushLinger, prefix+"flush-linger", 5*time.Millisecond, "Group commit: new data is flushed this long after it arrives when no flush is under way, and data that arrived during a flush as soon as it ends, instead of at the next flush interval. Lower latency for durable writes; 0 flushes at the interval only.")
 	f.Int64Var(&c.FlushBytes, prefix+"flush-bytes", 8<<20, "Flush as soon as this many bytes wait, before the interval ends.")
 	f.Int64Var(&c.MaxPendingBytes, prefix+"max-pending-bytes", 256<<20, "Writes are refused with resource_exhausted while this many bytes wait for their commit.")
 	f.Int64Var(&c.KVMaxPendingBytes, prefix+"kv-max-pending-bytes", 64<<20, "Upserts to a primary-key bucket are refused with resource_exhausted while this many bytes of changes wait for their commit.")

@@ -195,7 +195,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 		registerWALMetrics(reg, s.wal, walOpts.MinFreeBytes)
 		s.keeper = lease.NewKeeper(store, s.id, lease.Config{TTL: fe.LeaseTTL, RenewInterval: fe.LeaseRenew, OnChange: cm.onLeaseChange, OnRenew: cm.onLeaseRenew}, logger)
 		s.writer = writer.New(writer.Config{
-			FlushInterval: fe.FlushInterval, FlushBytes: fe.FlushBytes,
+			FlushInterval: fe.FlushInterval, FlushLinger: fe.FlushLinger, FlushBytes: fe.FlushBytes,
 			MaxPendingBytes: fe.MaxPendingBytes, CommitTimeout: fe.CommitTimeout,
 			OnFlush: wpm.onFlush, OnLead: cm.onTakeover, OnHandoffWait: cm.onHandoffWait,
 			KVDir: filepath.Join(cfg.DataDir, "kv"), KVMaxPendingBytes: fe.KVMaxPendingBytes,

@@ -60,10 +60,13 @@ func (w *Writer) Run(ctx context.Context) error {
 		for a := range queue {
 			w.finish(pctx, a)
 			<-w.slots
+			signal(w.flushed)
 		}
 	}()
 	t := time.NewTicker(w.cfg.FlushInterval)
 	defer t.Stop()
+	var linger *time.Timer // armed when data arrived (FlushLinger)
+	var lingerC <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -71,6 +74,23 @@ func (w *Writer) Run(ctx context.Context) error {
 			return w.drain(pctx, cancel, committerDone)
 		case <-t.C:
 		case <-w.kick:
+		case <-w.arrived:
+			if lingerC == nil {
+				linger = time.NewTimer(w.cfg.FlushLinger)
+				lingerC = linger.C
+			}
+			continue
+		case <-lingerC:
+		case <-w.flushed:
+			// Group commit: data that arrived while the flush was in
+			// flight has waited long enough.
+			if w.cfg.FlushLinger <= 0 || !w.uncollected() {
+				continue
+			}
+		}
+		if linger != nil {
+			linger.Stop()
+			linger, lingerC = nil, nil
 		}
 		select {
 		case w.slots <- struct{}{}:
@@ -89,6 +109,18 @@ func (w *Writer) Run(ctx context.Context) error {
 		go func() { a.putDone <- w.upload(pctx, a) }()
 		queue <- a // never blocks: the slots bound the queue
 	}
+}
+
+// uncollected reports whether some accepted batch is in no flush yet.
+func (w *Writer) uncollected() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, bs := range w.buckets {
+		if len(bs.batches) > bs.inFlight {
+			return true
+		}
+	}
+	return false
 }
 
 // drain stops accepting writes, waits for the flushes in flight, and

@@ -62,7 +62,12 @@ const (
 
 // Config configures the writer.
 type Config struct {
-	FlushInterval   time.Duration
+	FlushInterval time.Duration
+	// FlushLinger, if positive, flushes new data this long after it
+	// arrives, instead of at the next FlushInterval tick, and data that
+	// arrived while a flush was in flight as soon as that flush ends:
+	// group commit, for the latency of durable writes under load.
+	FlushLinger     time.Duration
 	FlushBytes      int64
 	MaxPendingBytes int64
 	CommitTimeout   time.Duration
@@ -153,7 +158,9 @@ type Writer struct {
 	logger    *slog.Logger
 	mem       memory.Allocator
 
-	kick chan struct{}
+	kick    chan struct{}
+	arrived chan struct{} // a batch was accepted (FlushLinger)
+	flushed chan struct{} // a flush attempt finished
 
 	mu           sync.Mutex
 	buckets      map[catalog.BucketID]*bucketState
@@ -228,6 +235,8 @@ func New(cfg Config, store Store, objects objstore.Bucket, log Log, keeper *leas
 		cfg: cfg, store: store, objects: objects, log: log, keeper: keeper, hub: hub, changelog: changelog, logger: logger,
 		mem:     memory.DefaultAllocator,
 		kick:    make(chan struct{}, 1),
+		arrived: make(chan struct{}, 1),
+		flushed: make(chan struct{}, 1),
 		buckets: map[catalog.BucketID]*bucketState{},
 		slots:   make(chan struct{}, maxFlushesInFlight),
 	}
@@ -410,6 +419,8 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 	w.mu.Unlock()
 	if full {
 		w.Kick()
+	} else if w.cfg.FlushLinger > 0 {
+		signal(w.arrived)
 	}
 
 	for _, p := range wait {
@@ -511,9 +522,12 @@ func (w *Writer) await(ctx context.Context, p *pending, d Durability) error {
 }
 
 // Kick asks for a flush now.
-func (w *Writer) Kick() {
+func (w *Writer) Kick() { signal(w.kick) }
+
+// signal sends on a channel of capacity 1 without blocking.
+func signal(c chan struct{}) {
 	select {
-	case w.kick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }

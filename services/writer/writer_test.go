@@ -365,3 +365,34 @@ func TestWALTakesTheClientsBytes(t *testing.T) {
 		t.Fatalf("after restart bucket 1 = %v", got)
 	}
 }
+
+// TestFlushLinger: with FlushLinger, durable writes are committed without
+// waiting for the flush interval (an hour here): new data a linger after
+// it arrives, data that arrived during a flush when that flush ends.
+func TestFlushLinger(t *testing.T) {
+	e := newEnv(t)
+	cfg := defaultConfig
+	cfg.FlushInterval = time.Hour
+	cfg.FlushLinger = time.Millisecond
+	f := e.start(t, "a", "wal-a", cfg)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for w := range 4 { // concurrent durable writers: flushes overlap arrivals
+		wg.Go(func() {
+			for i := range 10 {
+				if _, err := f.w.Append(ctx, writer.Request{Table: e.table, Parts: []writer.Part{e.part(t, int32(w%2), int64(w*100+i))}}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("durable append without a flush tick: %v", err)
+	}
+	if got := len(e.ids(t, f, 0)) + len(e.ids(t, f, 1)); got != 40 {
+		t.Fatalf("%d rows committed, want 40", got)
+	}
+}
