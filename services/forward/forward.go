@@ -213,6 +213,9 @@ func (r *Router) writeOnce(ctx context.Context, w Write, idx []int, results []wr
 			groups[t.Address] = append(groups[t.Address], i)
 		}
 	}
+	if _, local := groups[""]; !local {
+		writer.Settle(ctx) // nothing for the local writer's flush to wait for
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for addr, parts := range groups {

@@ -228,7 +228,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.R
 
 	mux := http.NewServeMux()
 	mux.Handle(stromv1connect.NewAdminServiceHandler(admin.New(store, logger), opts...))
-	mux.Handle(stromv1connect.NewWriteServiceHandler(writesvc.New(store, router, logger, int64(cfg.Server.MaxRequestBytes)), opts...))
+	ws := writesvc.New(store, router, logger, int64(cfg.Server.MaxRequestBytes))
+	if s.writer != nil {
+		ws.WithExpecter(s.writer)
+	}
+	mux.Handle(stromv1connect.NewWriteServiceHandler(ws, opts...))
 	mux.Handle(grpchealth.NewHandler(s.checker))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName}, services...)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, s.auth.handlerOptions()...))

@@ -65,8 +65,24 @@ func (w *Writer) Run(ctx context.Context) error {
 	}()
 	t := time.NewTicker(w.cfg.FlushInterval)
 	defer t.Stop()
-	var linger *time.Timer // armed when data arrived (FlushLinger)
+	// Group commit (FlushLinger): new data, or data left when a flush
+	// ends, arms the linger; more data arriving within it, or writes still
+	// on their way (Expect), extend it (a burst of writes goes into one
+	// flush), up to the flush interval since it was armed.
+	var linger *time.Timer
 	var lingerC <-chan time.Time
+	var armed time.Time
+	arm := func() {
+		now := time.Now()
+		switch {
+		case lingerC == nil:
+			armed = now
+			linger = time.NewTimer(w.cfg.FlushLinger)
+			lingerC = linger.C
+		case now.Add(w.cfg.FlushLinger).Sub(armed) <= w.cfg.FlushInterval:
+			linger.Reset(w.cfg.FlushLinger)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -75,16 +91,17 @@ func (w *Writer) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-w.kick:
 		case <-w.arrived:
-			if lingerC == nil {
-				linger = time.NewTimer(w.cfg.FlushLinger)
-				lingerC = linger.C
+			arm()
+			continue
+		case <-w.flushed:
+			if w.cfg.FlushLinger > 0 && w.uncollected() {
+				arm()
 			}
 			continue
 		case <-lingerC:
-		case <-w.flushed:
-			// Group commit: data that arrived while the flush was in
-			// flight has waited long enough.
-			if w.cfg.FlushLinger <= 0 || !w.uncollected() {
+			if w.incoming.Load() > 0 && time.Since(armed)+w.cfg.FlushLinger <= w.cfg.FlushInterval {
+				// Writes are still being decoded: take them along.
+				linger.Reset(w.cfg.FlushLinger)
 				continue
 			}
 		}

@@ -158,9 +158,10 @@ type Writer struct {
 	logger    *slog.Logger
 	mem       memory.Allocator
 
-	kick    chan struct{}
-	arrived chan struct{} // a batch was accepted (FlushLinger)
-	flushed chan struct{} // a flush attempt finished
+	kick     chan struct{}
+	arrived  chan struct{} // a batch was accepted (FlushLinger)
+	flushed  chan struct{} // a flush attempt finished
+	incoming atomic.Int64  // write requests expected (Expect) and not yet settled
 
 	mu           sync.Mutex
 	buckets      map[catalog.BucketID]*bucketState
@@ -417,6 +418,7 @@ func (w *Writer) Append(ctx context.Context, req Request) ([]Result, error) {
 	}
 	full := w.pendingBytes >= w.cfg.FlushBytes
 	w.mu.Unlock()
+	Settle(ctx)
 	if full {
 		w.Kick()
 	} else if w.cfg.FlushLinger > 0 {
@@ -518,6 +520,37 @@ func (w *Writer) await(ctx context.Context, p *pending, d Durability) error {
 		return ErrCommitTimeout
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// Expect tells the writer that a write request is on its way (being
+// decoded): until it is settled — Append took its batches, it went to
+// another frontend (Settle), or it failed (the returned func) — a
+// lingering flush waits for it, up to the flush interval, so that a burst
+// of concurrent writes goes into one segment object. The returned context
+// carries the expectation to Append.
+func (w *Writer) Expect(ctx context.Context) (context.Context, func()) {
+	e := &expectation{w: w}
+	w.incoming.Add(1)
+	return context.WithValue(ctx, expectationKey{}, e), e.settle
+}
+
+type expectationKey struct{}
+
+type expectation struct {
+	w    *Writer
+	once sync.Once
+}
+
+func (e *expectation) settle() {
+	e.once.Do(func() { e.w.incoming.Add(-1) })
+}
+
+// Settle settles the expectation ctx carries (Expect), if any: its
+// request will not bring this writer a batch, or it has.
+func Settle(ctx context.Context) {
+	if e, ok := ctx.Value(expectationKey{}).(*expectation); ok {
+		e.settle()
 	}
 }
 

@@ -396,3 +396,51 @@ func TestFlushLinger(t *testing.T) {
 		t.Fatalf("%d rows committed, want 40", got)
 	}
 }
+
+// TestFlushLingerWaitsForExpectedWrites: a write announced with Expect
+// keeps the lingering flush open (up to the flush interval), so a burst
+// of concurrent requests lands in one segment object; a settled
+// expectation does not hold it.
+func TestFlushLingerWaitsForExpectedWrites(t *testing.T) {
+	e := newEnv(t)
+	cfg := defaultConfig
+	cfg.FlushInterval = time.Minute
+	cfg.FlushLinger = time.Millisecond
+	f := e.start(t, "a", "wal-a", cfg)
+	ctx := context.Background()
+	// The second request is "being decoded" while the first arrives.
+	ctx2, settle2 := f.w.Expect(ctx)
+	defer settle2()
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.w.Append(ctx, writer.Request{Table: e.table, Parts: []writer.Part{e.part(t, 0, 1)}})
+		first <- err
+	}()
+	// Well past the linger: the flush still waits for the expected write.
+	select {
+	case err := <-first:
+		t.Fatalf("first write committed before the expected one arrived: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := f.w.Append(ctx2, writer.Request{Table: e.table, Parts: []writer.Part{e.part(t, 1, 2)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for b := range int32(2) {
+		ranges, err := e.store.ListSegments(ctx, catalog.BucketID{TableID: e.table.ID, Bucket: b}, 0, 10)
+		if err != nil || len(ranges) != 1 {
+			t.Fatalf("bucket %d: %v, %v", b, ranges, err)
+		}
+		keys[ranges[0].ObjectKey] = true
+	}
+	if len(keys) != 1 {
+		t.Fatalf("the two writes went into %d objects, want one", len(keys))
+	}
+	// Nothing expected: a write commits a linger after it arrives.
+	if _, err := f.w.Append(ctx, writer.Request{Table: e.table, Parts: []writer.Part{e.part(t, 0, 3)}}); err != nil {
+		t.Fatal(err)
+	}
+}

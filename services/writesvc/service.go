@@ -45,6 +45,29 @@ type Service struct {
 	logger   *slog.Logger
 	mem      memory.Allocator
 	maxBytes int64
+	expect   Expecter
+}
+
+// Expecter is told of each write request before it is decoded, so that a
+// lingering flush can wait for it (writer.Writer.Expect).
+type Expecter interface {
+	Expect(ctx context.Context) (context.Context, func())
+}
+
+// WithExpecter makes s announce its writes to e (the local writer, in a
+// process with the write role).
+func (s *Service) WithExpecter(e Expecter) *Service {
+	s.expect = e
+	return s
+}
+
+// expecting announces a write to the expecter, if any; the caller calls
+// the returned func when the request ends.
+func (s *Service) expecting(ctx context.Context) (context.Context, func()) {
+	if s.expect == nil {
+		return ctx, func() {}
+	}
+	return s.expect.Expect(ctx)
 }
 
 var _ stromv1connect.WriteServiceHandler = (*Service)(nil)
@@ -71,6 +94,8 @@ func (s *Service) Append(ctx context.Context, req *connect.Request[stromv1.Appen
 	if _, ok := stromv1.Durability_name[int32(m.GetDurability())]; !ok {
 		return nil, rpcerr.Invalid(fmt.Sprintf("durability: unknown value %d: want DURABILITY_DURABLE or DURABILITY_WAL", m.GetDurability()))
 	}
+	ctx, settle := s.expecting(ctx)
+	defer settle()
 	rec, verbatim, err := s.decode(t, m.GetRows(), m.GetArrowIpc())
 	if err != nil {
 		return nil, rpcerr.Connect(ctx, s.logger, "append", err)

@@ -80,6 +80,8 @@ func (s *Service) writeOps(ctx context.Context, t catalog.Table, schema catalog.
 	if _, ok := stromv1.Durability_name[int32(d)]; !ok {
 		return nil, rpcerr.Invalid(fmt.Sprintf("durability: unknown value %d: want DURABILITY_DURABLE or DURABILITY_WAL", d))
 	}
+	ctx, settle := s.expecting(ctx)
+	defer settle()
 	decoded := t
 	decoded.Schema = schema
 	rec, _, err := s.decode(decoded, rows, ipcData) // primary-key parts log their changelog, not the rows
