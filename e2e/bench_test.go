@@ -148,6 +148,7 @@ func (b *countingBody) Read(p []byte) (int, error) {
 // reached through a counting proxy.
 type benchEnv struct {
 	p     *process
+	dir   string // the server's working directory (its data directory is dir/data)
 	s3    testenv.S3Endpoint
 	proxy *s3Proxy
 	http  *http.Client
@@ -174,7 +175,7 @@ func newBenchEnv(b *testing.B, extra ...string) *benchEnv {
 	p := startServer(b, dir, append(args, extra...)...)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, DisableCompression: true}}
 	b.Cleanup(hc.CloseIdleConnections)
-	e := &benchEnv{p: p, s3: s3ep, proxy: proxy, http: hc, outDir: out,
+	e := &benchEnv{p: p, dir: dir, s3: s3ep, proxy: proxy, http: hc, outDir: out,
 		write: stromv1connect.NewWriteServiceClient(hc, p.url(), connect.WithReadMaxBytes(256<<20), connect.WithSendMaxBytes(256<<20)),
 		// Reads do not accept gzip: the server would gzip every response
 		// (see readGzip), which hides what the read path itself costs.
@@ -510,14 +511,34 @@ func BenchmarkLatency(b *testing.B) {
 		appendOnce(stromv1.Durability_DURABILITY_DURABLE)
 		appendOnce(stromv1.Durability_DURABILITY_WAL)
 	}
+	// The baseline of a WAL ack: a raw write and fsync of a WAL record's
+	// size to a file on the same disk as the server's WAL, by this
+	// process, interleaved with the appends.
+	raw, err := os.Create(filepath.Join(e.dir, "data", "raw-fsync"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	record := make([]byte, 512)
+	rawFsync := func() time.Duration {
+		t0 := time.Now()
+		if _, err := raw.Write(record); err != nil {
+			b.Fatal(err)
+		}
+		if err := raw.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
 	b.ResetTimer()
 	// Alternate the two so that noise hits both alike.
-	var durable, wal []time.Duration
+	var durable, wal, fsyncs []time.Duration
 	for i := range benchN(600) {
 		if i%3 == 0 {
 			durable = append(durable, appendOnce(stromv1.Durability_DURABILITY_DURABLE))
 		} else {
 			wal = append(wal, appendOnce(stromv1.Durability_DURABILITY_WAL))
+			fsyncs = append(fsyncs, rawFsync())
 		}
 	}
 	// One Subscribe per server: a second Subscribe after a cancelled one
@@ -531,6 +552,7 @@ func BenchmarkLatency(b *testing.B) {
 		{Name: "append WAL", Description: "Append of 10 JSON rows, acked once fsynced in the WAL", BatchRows: rows, Latency: bench.Summarize(wal)},
 		{Name: "e2e WAL→Subscribe", Description: "Append (WAL, one every 20 ms) → rows received by a Subscribe stream", BatchRows: rows, Latency: bench.Summarize(e2eWAL)},
 		{Name: "e2e DURABLE→Fetch", Description: "Append (DURABLE, back to back) → rows returned by a Fetch long-poll (max_wait 5 s)", BatchRows: rows, Latency: bench.Summarize(e2eDurable)},
+		{Name: "raw write+fsync", Description: "512 bytes written and fsynced to a file on the WAL's disk by the benchmark process, after each WAL append: the floor of a WAL ack", Latency: bench.Summarize(fsyncs)},
 	}}
 	if err := bench.Write(e.outDir, bench.LatencyFile, res); err != nil {
 		b.Fatal(err)
