@@ -254,11 +254,13 @@ func (r *Reader) Fetch(ctx context.Context, req FetchRequest) (FetchResult, erro
 }
 
 // A fetch reads up to readAhead segment sections concurrently, and no
-// more of them than fit readAheadBytes (their whole sizes, an upper bound
-// of what a projection reads): a bucket's log is many small objects (one
-// per flush), and reading them one GET after another would bound catch-up
-// reads, projections and changelog replays by the object store's latency
-// rather than its bandwidth.
+// more of them than the fetch can use: their bytes (what the projection
+// stores in them, from the cached section index, else the whole section)
+// within MaxBytes, or readAheadBytes without a limit. A bucket's log is many
+// small objects (one per flush), and reading them one GET after another
+// would bound catch-up reads, projections and changelog replays by the
+// object store's latency rather than its bandwidth; reading beyond what the
+// response takes would fetch bytes only to drop them.
 const (
 	readAhead      = 32
 	readAheadBytes = 64 << 20
@@ -303,11 +305,22 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 			}
 		}
 	}()
-	started, inFlight := 0, int64(0) // sections started; their bytes not yet consumed
+	budget := int64(readAheadBytes)
+	if req.MaxBytes > 0 {
+		budget = req.MaxBytes
+	}
+	// estimate is what ranges[i] brings to the response (at most).
+	estimate := make([]int64, len(ranges))
+	for i, rg := range ranges {
+		estimate[i] = rg.ByteLength
+		if n, ok := r.indexes.ProjectedBytes(rg.ObjectKey, rg.ByteOffset, rg.ByteLength, req.Columns, max(req.Offset, rg.BaseOffset)); ok {
+			estimate[i] = max(n, 1)
+		}
+	}
+	started, ahead := 0, int64(0) // sections started; the estimates of all started so far
 	startMore := func() {
-		for started < len(ranges) && started-consumed < readAhead &&
-			(started == consumed || inFlight+ranges[started].ByteLength <= readAheadBytes) {
-			inFlight += ranges[started].ByteLength
+		for started < len(ranges) && started-consumed < readAhead && (started == consumed || ahead < budget) {
+			ahead += estimate[started]
 			start(started)
 			started++
 		}
@@ -326,7 +339,6 @@ func (r *Reader) read(ctx context.Context, req FetchRequest, schema *arrow.Schem
 		sr := reads[i]
 		<-sr.done
 		consumed = i + 1
-		inFlight -= rg.ByteLength
 		startMore()
 		res.Stats.Gets += sr.st.Gets
 		res.Stats.BytesFetched += sr.st.BytesFetched

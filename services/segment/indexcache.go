@@ -2,6 +2,7 @@ package segment
 
 import (
 	"container/list"
+	"slices"
 	"sync"
 )
 
@@ -105,4 +106,34 @@ func indexSize(idx *SectionIndex) int64 {
 		}
 	}
 	return n
+}
+
+// ProjectedBytes returns the bytes of the chunks of columns (nil: every
+// column) stored for the batches of the section that end after from, when
+// the section's index is cached: what a read of that projection fetches and
+// counts against ReadOptions.MaxBytes.
+func (c *IndexCache) ProjectedBytes(key string, off, length int64, columns []string, from int64) (int64, bool) {
+	if c == nil {
+		return 0, false
+	}
+	c.mu.Lock()
+	e, ok := c.byKey[indexKey{object: key, offset: off, length: length}]
+	c.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	idx := e.Value.(*indexEntry).idx
+	var n int64
+	for i := range idx.Batches {
+		b := &idx.Batches[i]
+		if b.BaseOffset+b.RowCount <= from {
+			continue
+		}
+		for _, col := range b.Columns {
+			if columns == nil || slices.Contains(columns, col.Name) {
+				n += col.Length
+			}
+		}
+	}
+	return n, true
 }

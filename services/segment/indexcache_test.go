@@ -49,6 +49,14 @@ func TestIndexCache(t *testing.T) {
 	if st := c.Stats(); st.Hits != 1 || st.Misses != 1 || st.Entries != 1 || st.Bytes <= 0 {
 		t.Fatalf("stats %+v", st)
 	}
+	// What a projection will read, from the cached index alone.
+	in := infos[0]
+	if n, ok := c.ProjectedBytes("k", in.ByteOffset, in.ByteLength, cols, 0); !ok || n != warm.ChunkBytes {
+		t.Fatalf("ProjectedBytes = %d, %v; the read decoded %d chunk bytes", n, ok, warm.ChunkBytes)
+	}
+	if _, ok := c.ProjectedBytes("k", infos[1].ByteOffset, infos[1].ByteLength, cols, 0); ok {
+		t.Fatal("ProjectedBytes of a section not in the cache")
+	}
 
 	// Room for one index: reading the other section evicts the first.
 	small := segment.NewIndexCache(c.Stats().Bytes + 1)
