@@ -424,7 +424,16 @@ func TestIdempotentRetry(t *testing.T) {
 					if err != nil {
 						t.Fatalf("sequence %d attempt %d: %v", seq, attempt, err)
 					}
-					got := fmt.Sprint(resp.Msg.GetOffsets())
+					// A retry answers the first attempt's offsets, each
+					// marked duplicate; the first attempt's are not.
+					var offs []string
+					for _, o := range resp.Msg.GetOffsets() {
+						if o.GetDuplicate() != (attempt > 0) {
+							t.Errorf("sequence %d attempt %d: bucket %d duplicate = %v", seq, attempt, o.GetBucket(), o.GetDuplicate())
+						}
+						offs = append(offs, fmt.Sprintf("%d:%d+%d", o.GetBucket(), o.GetBaseOffset(), o.GetCount()))
+					}
+					got := fmt.Sprint(offs)
 					if attempt == 0 {
 						first = got
 					} else if got != first {
