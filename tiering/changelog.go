@@ -11,53 +11,31 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/compute"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/strom-io/strom/catalog/changelog"
 	"github.com/strom-io/strom/tiering/lake"
-)
-
-// ChangeTypeColumn is the column of a primary-key table's changelog that
-// holds each row's change type (services/kv.ChangeTypeColumn): "+I"
-// (insert: the new row), "-U" (the row before an update), "+U" (the row
-// after it) or "-D" (the deleted row, whole).
-const ChangeTypeColumn = "_change_type"
-
-// changeKind is a change type of the changelog.
-type changeKind uint8
-
-const (
-	changeInsert       changeKind = iota + 1 // +I
-	changeUpdateBefore                       // -U
-	changeUpdateAfter                        // +U
-	changeDelete                             // -D
 )
 
 // changeKinds returns the change types of rows [lo, hi) of a changelog
 // batch.
-func changeKinds(rec arrow.RecordBatch, lo, hi int64) ([]changeKind, error) {
-	idx := rec.Schema().FieldIndices(ChangeTypeColumn)
+func changeKinds(rec arrow.RecordBatch, lo, hi int64) ([]changelog.Kind, error) {
+	idx := rec.Schema().FieldIndices(changelog.Column)
 	if len(idx) == 0 {
-		return nil, fmt.Errorf("changelog batch has no %s column", ChangeTypeColumn)
+		return nil, fmt.Errorf("changelog batch has no %s column", changelog.Column)
 	}
 	col, ok := rec.Column(idx[0]).(*array.String)
 	if !ok {
-		return nil, fmt.Errorf("changelog column %s is %s, want utf8", ChangeTypeColumn, rec.Column(idx[0]).DataType())
+		return nil, fmt.Errorf("changelog column %s is %s, want utf8", changelog.Column, rec.Column(idx[0]).DataType())
 	}
-	out := make([]changeKind, 0, hi-lo)
+	out := make([]changelog.Kind, 0, hi-lo)
 	for i := lo; i < hi; i++ {
 		if col.IsNull(int(i)) {
-			return nil, fmt.Errorf("row %d: %s is null", i, ChangeTypeColumn)
+			return nil, fmt.Errorf("row %d: %s is null", i, changelog.Column)
 		}
-		switch v := col.Value(int(i)); v {
-		case "+I":
-			out = append(out, changeInsert)
-		case "-U":
-			out = append(out, changeUpdateBefore)
-		case "+U":
-			out = append(out, changeUpdateAfter)
-		case "-D":
-			out = append(out, changeDelete)
-		default:
-			return nil, fmt.Errorf("row %d: unknown change type %q", i, v)
+		k, err := changelog.Parse(col.Value(int(i)))
+		if err != nil {
+			return nil, fmt.Errorf("row %d: %w", i, err)
 		}
+		out = append(out, k)
 	}
 	return out, nil
 }
@@ -68,7 +46,7 @@ func changeKinds(rec arrow.RecordBatch, lo, hi int64) ([]changeKind, error) {
 type changeChunk struct {
 	bucket int // distinguishes the round's buckets
 	rec    arrow.RecordBatch
-	kinds  []changeKind
+	kinds  []changelog.Kind
 }
 
 // collapseStats counts what collapse produced.
@@ -88,13 +66,13 @@ type collapseStats struct {
 func collapse(ctx context.Context, chunks []changeChunk, keyCols []int, delSchema *arrow.Schema) (lake.Delta, collapseStats, error) {
 	type keyState struct {
 		chunk, row  int
-		first, last changeKind
+		first, last changelog.Kind
 	}
 	states := map[string]*keyState{}
 	var buf []byte
 	for ci, ch := range chunks {
 		for i, k := range ch.kinds {
-			if k == changeUpdateBefore {
+			if k == changelog.UpdateBefore {
 				continue
 			}
 			buf = binary.AppendUvarint(buf[:0], uint64(ch.bucket))
@@ -115,13 +93,13 @@ func collapse(ctx context.Context, chunks []changeChunk, keyCols []int, delSchem
 	keep := make([][]bool, len(chunks))
 	drop := make([][]bool, len(chunks))
 	for _, st := range states {
-		if st.last == changeInsert || st.last == changeUpdateAfter {
+		if st.last == changelog.Insert || st.last == changelog.UpdateAfter {
 			if keep[st.chunk] == nil {
 				keep[st.chunk] = make([]bool, len(chunks[st.chunk].kinds))
 			}
 			keep[st.chunk][st.row] = true
 		}
-		if st.first != changeInsert {
+		if st.first != changelog.Insert {
 			if drop[st.chunk] == nil {
 				drop[st.chunk] = make([]bool, len(chunks[st.chunk].kinds))
 			}

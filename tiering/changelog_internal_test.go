@@ -2,6 +2,7 @@ package tiering
 
 import (
 	"fmt"
+	"github.com/strom-io/strom/catalog/changelog"
 	"slices"
 	"strings"
 	"testing"
@@ -27,14 +28,18 @@ func TestCollapse(t *testing.T) {
 	chunk := func(b int, changes ...string) changeChunk {
 		rb := array.NewRecordBuilder(memory.DefaultAllocator, sc)
 		defer rb.Release()
-		var kinds []changeKind
+		var kinds []changelog.Kind
 		for _, c := range changes {
 			var kind, k string
 			var v int64
 			if _, err := fmt.Sscanf(strings.Replace(c, "=", " ", 1), "%s %s %d", &kind, &k, &v); err != nil {
 				t.Fatalf("bad change %q: %v", c, err)
 			}
-			kinds = append(kinds, map[string]changeKind{"+I": changeInsert, "-U": changeUpdateBefore, "+U": changeUpdateAfter, "-D": changeDelete}[kind])
+			ck, err := changelog.Parse(kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds = append(kinds, ck)
 			rb.Field(0).(*array.StringBuilder).Append(k)
 			rb.Field(1).(*array.Int64Builder).Append(v)
 			rb.Field(2).(*array.Int32Builder).Append(int32(b))
@@ -117,14 +122,14 @@ func TestCollapse(t *testing.T) {
 }
 
 func TestChangeKinds(t *testing.T) {
-	sc := arrow.NewSchema([]arrow.Field{{Name: ChangeTypeColumn, Type: arrow.BinaryTypes.String}}, nil)
+	sc := arrow.NewSchema([]arrow.Field{{Name: changelog.Column, Type: arrow.BinaryTypes.String}}, nil)
 	rb := array.NewRecordBuilder(memory.DefaultAllocator, sc)
 	defer rb.Release()
 	rb.Field(0).(*array.StringBuilder).AppendValues([]string{"+I", "-U", "+U", "-D", "??"}, nil)
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
 	got, err := changeKinds(rec, 0, 4)
-	if err != nil || !slices.Equal(got, []changeKind{changeInsert, changeUpdateBefore, changeUpdateAfter, changeDelete}) {
+	if err != nil || !slices.Equal(got, []changelog.Kind{changelog.Insert, changelog.UpdateBefore, changelog.UpdateAfter, changelog.Delete}) {
 		t.Fatalf("changeKinds = %v, %v", got, err)
 	}
 	if _, err := changeKinds(rec, 1, 5); err == nil || !strings.Contains(err.Error(), `"??"`) {

@@ -28,7 +28,7 @@ type Source interface {
 	// the rows in [from, to)), but together they must cover [from, to)
 	// without a gap. A batch has the columns of the schema version it was
 	// written with; a primary-key table's batches are its changelog, with
-	// the ChangeTypeColumn after the table's columns. fn may keep a batch
+	// the changelog.Column after the table's columns. fn may keep a batch
 	// by retaining it; the Source must not change a batch's buffers
 	// afterwards. Read stops at, and returns, fn's first error. Read may be
 	// called concurrently.

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 	"github.com/strom-io/strom/tiering"
 	"github.com/strom-io/strom/tiering/lake"
 )
@@ -76,7 +77,7 @@ func pkSourceSchema(withNote bool) *arrow.Schema {
 	if withNote {
 		fields = append(fields, arrow.Field{Name: "note", Type: arrow.BinaryTypes.String, Nullable: true})
 	}
-	fields = append(fields, arrow.Field{Name: tiering.ChangeTypeColumn, Type: arrow.BinaryTypes.String})
+	fields = append(fields, arrow.Field{Name: changelog.Column, Type: arrow.BinaryTypes.String})
 	return arrow.NewSchema(fields, nil)
 }
 

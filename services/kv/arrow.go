@@ -10,28 +10,16 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 	"github.com/strom-io/strom/services/batch"
 )
 
-// ChangeTypeColumn is the system column of a changelog record: "+I" (insert),
-// "-U" (the row before an update), "+U" (the row after it) or "-D" (the
-// deleted row).
-const ChangeTypeColumn = "_change_type"
-
-// Change types of ChangeTypeColumn.
-const (
-	ChangeInsert       = "+I"
-	ChangeUpdateBefore = "-U"
-	ChangeUpdateAfter  = "+U"
-	ChangeDelete       = "-D"
-)
-
 // ChangelogSchema returns the Arrow schema of a changelog record of a table
-// with schema s: batch.ArrowSchema(s) followed by ChangeTypeColumn (utf8,
-// not nullable).
+// with schema s (package changelog): batch.ArrowSchema(s) followed by
+// changelog.Column (utf8, not nullable).
 func ChangelogSchema(s catalog.Schema) *arrow.Schema {
 	fields := slices.Clone(batch.ArrowSchema(s).Fields())
-	fields = append(fields, arrow.Field{Name: ChangeTypeColumn, Type: arrow.BinaryTypes.String})
+	fields = append(fields, arrow.Field{Name: changelog.Column, Type: arrow.BinaryTypes.String})
 	return arrow.NewSchema(fields, nil)
 }
 

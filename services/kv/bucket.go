@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 )
 
 // Pebble key space of a bucket: rows under rowPrefix, the bucket's metadata
@@ -422,7 +423,7 @@ func (b *Bucket) getApplied(st *tableState, key []byte) (Row, error) {
 
 type changeRow struct {
 	row Row
-	typ string
+	typ changelog.Kind
 }
 
 // Prepare merges ops, in order, into the bucket's state as it will be once
@@ -485,16 +486,16 @@ func (b *Bucket) Prepare(ops []Op) (*Changes, error) {
 			res = slices.Clone(r)
 			if old == nil {
 				delta++
-				changes = append(changes, changeRow{res, ChangeInsert})
+				changes = append(changes, changeRow{res, changelog.Insert})
 			} else {
-				changes = append(changes, changeRow{old, ChangeUpdateBefore}, changeRow{res, ChangeUpdateAfter})
+				changes = append(changes, changeRow{old, changelog.UpdateBefore}, changeRow{res, changelog.UpdateAfter})
 			}
 		case OpDelete:
 			if old == nil {
 				continue
 			}
 			delta--
-			changes = append(changes, changeRow{old, ChangeDelete})
+			changes = append(changes, changeRow{old, changelog.Delete})
 		}
 		var value []byte
 		if res != nil {
@@ -535,7 +536,7 @@ func (b *Bucket) changelogRecord(st *tableState, changes []changeRow) arrow.Reco
 		for i, v := range ch.row {
 			appendValue(rb.Field(i), v)
 		}
-		ct.Append(ch.typ)
+		ct.Append(ch.typ.String())
 	}
 	return rb.NewRecordBatch()
 }
@@ -685,16 +686,19 @@ func (b *Bucket) ApplyChangelog(rec arrow.RecordBatch, endOffset int64) error {
 		}
 	}
 	ct, ok := rec.Column(n).(*array.String)
-	if !ok || sch.Field(n).Name != ChangeTypeColumn {
-		return fmt.Errorf("%w: changelog column %d is not %s", ErrInvalidOp, n, ChangeTypeColumn)
+	if !ok || sch.Field(n).Name != changelog.Column {
+		return fmt.Errorf("%w: changelog column %d is not %s", ErrInvalidOp, n, changelog.Column)
 	}
 	batch := b.db.NewBatch()
 	defer batch.Close()
 	present := map[string]bool{}
 	count := b.count.Load()
 	for i := range int(rec.NumRows()) {
-		typ := ct.Value(i)
-		if typ == ChangeUpdateBefore {
+		typ, err := changelog.Parse(ct.Value(i))
+		if err != nil {
+			return fmt.Errorf("%w: changelog row %d: %v", ErrInvalidOp, i, err)
+		}
+		if typ == changelog.UpdateBefore {
 			continue
 		}
 		row, err := rowAt(rec, n, i)
@@ -719,13 +723,13 @@ func (b *Bucket) ApplyChangelog(rec arrow.RecordBatch, endOffset int64) error {
 			}
 		}
 		switch typ {
-		case ChangeInsert, ChangeUpdateAfter:
+		case changelog.Insert, changelog.UpdateAfter:
 			if !was {
 				count++
 			}
 			present[string(kb)] = true
 			err = batch.Set(kb, EncodeRow(nil, st.schema, row), nil)
-		case ChangeDelete:
+		case changelog.Delete:
 			if was {
 				count--
 			}

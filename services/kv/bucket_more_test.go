@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 	"github.com/strom-io/strom/services/batch"
 )
 
@@ -264,7 +265,7 @@ func TestArrowRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if got := ChangelogSchema(tbl.Schema).Field(5).Name; got != ChangeTypeColumn {
+	if got := ChangelogSchema(tbl.Schema).Field(5).Name; got != changelog.Column {
 		t.Errorf("changelog schema last field %q", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 )
 
 // modelTable has a two-column primary key (id, bk) whose bucket key bk is
@@ -87,7 +88,7 @@ func (m model) apply(ops []Op) (model, []change, bool) {
 		old, had := m[k]
 		if op.Kind == OpDelete {
 			if had {
-				cl = append(cl, change{ChangeDelete, old})
+				cl = append(cl, change{changelog.Delete.String(), old})
 				delete(m, k)
 			}
 			continue
@@ -108,11 +109,11 @@ func (m model) apply(ops []Op) (model, []change, bool) {
 		}
 		switch {
 		case !had:
-			cl = append(cl, change{ChangeInsert, nw})
+			cl = append(cl, change{changelog.Insert.String(), nw})
 		case rowsEqual(old, nw):
 			continue
 		default:
-			cl = append(cl, change{ChangeUpdateBefore, old}, change{ChangeUpdateAfter, nw})
+			cl = append(cl, change{changelog.UpdateBefore.String(), old}, change{changelog.UpdateAfter.String(), nw})
 		}
 		m[k] = nw
 	}
@@ -191,18 +192,18 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			k := rowKeyOf(ch.row)
 			cur, had := replayed[k]
 			switch ch.typ {
-			case ChangeInsert:
+			case changelog.Insert.String():
 				if had {
 					t.Fatalf("+I for present key %s", k)
 				}
 				replayed[k] = ch.row
-			case ChangeUpdateBefore:
+			case changelog.UpdateBefore.String():
 				if !had || !rowsEqual(cur, ch.row) {
 					t.Fatalf("-U %v, current %v", ch.row, cur)
 				}
-			case ChangeUpdateAfter:
+			case changelog.UpdateAfter.String():
 				replayed[k] = ch.row
-			case ChangeDelete:
+			case changelog.Delete.String():
 				if !had || !rowsEqual(cur, ch.row) {
 					t.Fatalf("-D %v, current %v", ch.row, cur)
 				}

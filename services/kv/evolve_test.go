@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 )
 
 // evolved is modelTable at schema version 2: a nullable column appended.
@@ -59,8 +60,8 @@ func TestEvolve(t *testing.T) {
 	}
 	cl := changesOf(t, c.Record(), 6)
 	want := []change{
-		{ChangeUpdateBefore, r(3, "b", 7, "y", 2, nil)}, {ChangeUpdateAfter, r(3, "b", 8, "y", 2, 1.5)},
-		{ChangeUpdateBefore, r(1, "a", 5, "x", 0, nil)}, {ChangeUpdateAfter, r(1, "a", 5, "x", 0, 2.5)},
+		{changelog.UpdateBefore.String(), r(3, "b", 7, "y", 2, nil)}, {changelog.UpdateAfter.String(), r(3, "b", 8, "y", 2, 1.5)},
+		{changelog.UpdateBefore.String(), r(1, "a", 5, "x", 0, nil)}, {changelog.UpdateAfter.String(), r(1, "a", 5, "x", 0, 2.5)},
 	}
 	if len(cl) != len(want) {
 		t.Fatalf("changelog %v, want %v", cl, want)
@@ -110,13 +111,13 @@ func TestEvolve(t *testing.T) {
 	r2 := openBucket(t, t.TempDir(), v2, Options{})
 	for _, step := range []struct {
 		rows []Row
-		typ  []string
+		typ  []changelog.Kind
 		end  int64
 	}{
-		{[]Row{r(1, "a", 5, "x", 0, nil), r(2, "a", 6, nil, 1, nil)}, []string{ChangeInsert, ChangeInsert}, 2},
-		{[]Row{r(3, "b", 7, "y", 2, nil)}, []string{ChangeInsert}, 3},
+		{[]Row{r(1, "a", 5, "x", 0, nil), r(2, "a", 6, nil, 1, nil)}, []changelog.Kind{changelog.Insert, changelog.Insert}, 2},
+		{[]Row{r(3, "b", 7, "y", 2, nil)}, []changelog.Kind{changelog.Insert}, 3},
 		{[]Row{r(3, "b", 7, "y", 2, nil), r(3, "b", 8, "y", 2, 1.5), r(1, "a", 5, "x", 0, nil), r(1, "a", 5, "x", 0, 2.5)},
-			[]string{ChangeUpdateBefore, ChangeUpdateAfter, ChangeUpdateBefore, ChangeUpdateAfter}, 7},
+			[]changelog.Kind{changelog.UpdateBefore, changelog.UpdateAfter, changelog.UpdateBefore, changelog.UpdateAfter}, 7},
 	} {
 		var chs []changeRow
 		for i, row := range step.rows {

@@ -15,8 +15,8 @@ import (
 
 	stromv1 "github.com/strom-io/strom/api/gen/strom/v1"
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 	"github.com/strom-io/strom/services/batch"
-	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/services/rpcerr"
 	"github.com/strom-io/strom/tiering"
@@ -154,7 +154,7 @@ func (s *Service) subscribeLake(ctx context.Context, f *stromv1.FetchRequest, st
 	hw := max(offs.Next, end)
 	var projection []string
 	if len(f.GetColumns()) > 0 {
-		projection = slices.DeleteFunc(slices.Clone(f.GetColumns()), func(c string) bool { return c == kv.ChangeTypeColumn })
+		projection = slices.DeleteFunc(slices.Clone(f.GetColumns()), func(c string) bool { return c == changelog.Column })
 	}
 	u := &unionRows{mem: s.mem, schema: schema}
 	defer u.release()

@@ -12,8 +12,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/util"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 	"github.com/strom-io/strom/services/batch"
-	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/services/reader"
 	"github.com/strom-io/strom/tiering"
 	"github.com/strom-io/strom/tiering/lake"
@@ -401,15 +401,15 @@ func (c *changeTail) release() {
 // records its changes by key, and keeps it while the kept records fit
 // tailKeepBytes (else releases it).
 func (c *changeTail) add(rec arrow.RecordBatch, base int64) error {
-	idx := rec.Schema().FieldIndices(kv.ChangeTypeColumn)
+	idx := rec.Schema().FieldIndices(changelog.Column)
 	if len(idx) == 0 {
 		rec.Release()
-		return fmt.Errorf("no %s column", kv.ChangeTypeColumn)
+		return fmt.Errorf("no %s column", changelog.Column)
 	}
 	kinds, ok := rec.Column(idx[0]).(*array.String)
 	if !ok {
 		rec.Release()
-		return fmt.Errorf("%s is %s, want utf8", kv.ChangeTypeColumn, rec.Column(idx[0]).DataType())
+		return fmt.Errorf("%s is %s, want utf8", changelog.Column, rec.Column(idx[0]).DataType())
 	}
 	keyCols := make([]arrow.Array, len(c.keys))
 	for i, name := range c.keys {
@@ -423,7 +423,7 @@ func (c *changeTail) add(rec arrow.RecordBatch, base int64) error {
 	var buf []byte
 	for i := range kinds.Len() {
 		kind := kinds.Value(i)
-		if kind == kv.ChangeUpdateBefore {
+		if kind == changelog.UpdateBefore.String() {
 			continue // the +U after it is the change
 		}
 		var err error
@@ -431,7 +431,7 @@ func (c *changeTail) add(rec arrow.RecordBatch, base int64) error {
 			rec.Release()
 			return err
 		}
-		c.last[string(buf)] = changePos{offset: base + int64(i), deleted: kind == kv.ChangeDelete}
+		c.last[string(buf)] = changePos{offset: base + int64(i), deleted: kind == changelog.Delete.String()}
 	}
 	if !c.spilled {
 		if size := util.TotalRecordSize(rec); c.keptBytes+size <= tailKeepBytes {

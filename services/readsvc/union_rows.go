@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/strom-io/strom/catalog"
+	"github.com/strom-io/strom/catalog/changelog"
 	"github.com/strom-io/strom/services/batch"
-	"github.com/strom-io/strom/services/kv"
 	"github.com/strom-io/strom/tiering/lake"
 )
 
@@ -102,10 +102,10 @@ func conform(ctx context.Context, mem memory.Allocator, schema *arrow.Schema, re
 				return nil, fmt.Errorf("readsvc: column %q: %w", f.Name, err)
 			}
 			cols = append(cols, col)
-		case f.Name == kv.ChangeTypeColumn:
+		case f.Name == changelog.Column:
 			b := array.NewStringBuilder(mem)
 			for range n {
-				b.Append(kv.ChangeInsert)
+				b.Append(changelog.Insert.String())
 			}
 			cols = append(cols, b.NewArray())
 			b.Release()
