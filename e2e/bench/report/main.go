@@ -66,6 +66,7 @@ func render(dir string) error {
 		fmt.Fprintf(&md, "| strom CPU (/proc) | %.1f s, **%.1f CPU-s per GB** (goal ≤ 10) |\n", ing.StromCPUSeconds, ing.CPUSecondsPerGB)
 		fmt.Fprintf(&md, "| object-store requests per GiB ingested (goal ≤ 150 PUT) | %.0f PUT, %.0f GET, %.0f other |\n\n", ing.PutsPerGiB, ing.GetsPerGiB, ing.OtherPerGiB)
 		writeProfile(&md, "the ingest load", ing.Profile)
+		writeBefore(&md, dir, "ingest")
 		md.WriteString("Raw S3 PUT runs (the same total bytes, to the same versitygw, in the same process):\n\n")
 		md.WriteString("| run | via | concurrency | object size | objects | seconds | MB/s | strom / this |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, p := range ing.RawPuts {
@@ -163,6 +164,7 @@ func render(dir string) error {
 		}
 		md.WriteString("\n")
 		writeProfile(&md, "full and 2-column reads", pr.Profile)
+		writeBefore(&md, dir, "pruning")
 		md.WriteString("![object-store bytes read](pruning_bytes.png)\n\n![read time](pruning_time.png)\n\n")
 		if err := savePNG(filepath.Join(dir, "pruning_bytes.png"), barChart(chart{
 			title: "Column pruning: object-store bytes read", ylabel: "MiB", cats: cats, fmt: "%.1f",
@@ -649,4 +651,29 @@ func writeProfile(md *strings.Builder, what string, p bench.Profile) {
 		fmt.Fprintf(md, "| `%s` | %.1f | %.1f |\n", e.Func, e.FlatPct, e.CumPct)
 	}
 	md.WriteString("\n")
+}
+
+// before is a profile kept from the code before the data-path work
+// (bench/results/before/<name>.json), to compare with.
+type before struct {
+	Note     string        `json:"note"`
+	Profile  bench.Profile `json:"profile"`
+	MBps     float64       `json:"mb_per_s"`
+	Ratio    float64       `json:"ratio"`
+	CPUPerGB float64       `json:"strom_cpu_seconds_per_gb"`
+}
+
+// writeBefore renders the "before" profile of a benchmark, if kept.
+func writeBefore(md *strings.Builder, dir, name string) {
+	var b before
+	if ok, err := bench.Read(filepath.Join(dir, "before"), name+".json", &b); err != nil || !ok {
+		return
+	}
+	fmt.Fprintf(md, "Before (%s):", b.Note)
+	if b.MBps > 0 {
+		fmt.Fprintf(md, " %.1f MB/s, ratio %.2f, %.1f strom CPU-s per GB.", b.MBps, b.Ratio, b.CPUPerGB)
+	}
+	md.WriteString("\n\n")
+	b.Profile.File = "before/" + b.Profile.File
+	writeProfile(md, "the same load before", b.Profile)
 }
